@@ -1,0 +1,203 @@
+# AllData wire protocol, version 1.
+#
+# This file and protocol/README.md are the whole contract for a client or SDK writer.
+# Every message travels in one frame: a 4-byte big-endian unsigned length N, then N bytes
+# holding one Cap'n Proto message in the standard (unpacked) stream serialization.
+# A client sends `Request`s and receives `Response`s on one TCP connection.
+#
+# Evolution rule: fields and enumerants are only ever added, with new ordinals; nothing is
+# renumbered or removed. Unknown union members received by a broker are answered with
+# `unknownRequest`.
+
+@0xbf2a13fe6bef8097;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("alldata::wire");
+
+const protocolVersion :UInt32 = 1;
+
+# Every response carries one of these. `ok` means the request succeeded.
+enum ErrorCode {
+  ok @0;
+  badRequest @1;          # the request is malformed (missing field, bad key length, ...)
+  helloRequired @2;       # the first request on a connection must be `hello`
+  unsupportedVersion @3;  # `hello.protocolVersion` is not spoken by this broker
+  unknownRequest @4;      # a request kind this broker does not know
+  notAllowed @5;          # a peer-only request on a client session, or bad credentials
+  invalidStream @6;       # empty, too long, or illegal characters in a stream name
+  invalidPartition @7;    # partition number >= the cluster's partition count
+  eventTooLarge @8;       # one event's payload + headers exceed the broker's max-event-bytes
+  keySkew @9;             # a client-supplied key's time is too far from the broker's clock
+  invalidRange @10;       # scan with from > to
+  storageError @11;       # the broker could not store or read (disk full, I/O error)
+  overloaded @12;         # a queue is full: retry later with back-off
+  timeout @13;            # the request did not complete within its timeout
+  notEnoughReplicas @14;  # fewer replicas than the commit level asks for were written
+  shuttingDown @15;       # the broker is stopping; retry on another broker
+  internal @16;           # a bug in the broker; the message says more
+  intervalSealed @17;     # the event's time interval no longer accepts writes
+}
+
+enum Role {
+  client @0;
+  peer @1;
+}
+
+enum CommitLevel {
+  any @0;     # stored durably on some broker (a hint counts)
+  one @1;     # stored on one replica of the partition
+  quorum @2;  # stored on floor(RF/2)+1 replicas (the default)
+  all @3;     # stored on every replica
+}
+
+struct Header {
+  name @0 :Text;
+  value @1 :Data;
+}
+
+# One event. `key` is empty (the broker assigns one) or exactly 16 bytes:
+#   bytes 0..5   unix time in milliseconds, big-endian
+#   bytes 6..7   logical counter within that millisecond, big-endian
+#   bytes 8..15  origin id, big-endian (the producer or broker that made the key)
+# Keys are unique in the cluster and their byte order is time order.
+struct Event {
+  key @0 :Data;
+  payload @1 :Data;
+  headers @2 :List(Header);
+  partition @3 :UInt32;   # set in scan results; ignored in produce
+}
+
+struct Hello {
+  protocolVersion @0 :UInt32;   # the highest version the client speaks
+  clientId @1 :Text;            # free text for logs
+  role @2 :Role;
+  credentials @3 :Data;         # reserved; empty today
+}
+
+struct HelloResult {
+  protocolVersion @0 :UInt32;   # the version this session speaks
+  nodeId @1 :Text;              # the broker's id
+  partitions @2 :UInt32;        # partitions per stream in this cluster
+  maxFrameBytes @3 :UInt32;     # frames longer than this are refused
+  maxEventBytes @4 :UInt32;     # one event's payload + headers may not exceed this
+  maxKeySkewMs @5 :UInt32;      # client keys must be within this of the broker's clock
+  origin @6 :UInt64;            # the broker's own origin id (in keys it makes)
+}
+
+# Append events to one partition of one stream. All events of one request are stored
+# atomically (one write batch): either all are acknowledged or none is.
+struct Produce {
+  stream @0 :Text;
+  partition @1 :UInt32;         # ignored when partitionKey is set
+  partitionKey @2 :Data;        # if non-empty: partition = xxh64(partitionKey, seed 0) % partitions
+  commitLevel @3 :CommitLevel = quorum;
+  timeoutMs @4 :UInt32;         # 0 = the broker's default
+  events @5 :List(Event);
+}
+
+struct ProduceResult {
+  keys @0 :Data;                # 16 bytes per event, in request order
+  partition @1 :UInt32;         # the partition the events went to
+  replicas @2 :UInt32;          # how many replicas acknowledged
+}
+
+# Read one partition of one stream over the key range [from, to), in key order.
+# `from` and `to` are each empty or exactly 16 bytes (a key, or a time as the first 6 bytes
+# with the rest 0x00). Empty `from` = the beginning of time, empty `to` = the end of time.
+# A page ends after maxEvents events or once maxBytes payload bytes are exceeded.
+# To continue, send the same request with `from` = `ScanResult.nextFrom`.
+struct Scan {
+  stream @0 :Text;
+  partition @1 :UInt32;
+  from @2 :Data;
+  to @3 :Data;
+  maxEvents @4 :UInt32;         # 0 = broker default (1000)
+  maxBytes @5 :UInt32;          # 0 = broker default (1 MiB)
+}
+
+struct ScanResult {
+  events @0 :List(Event);
+  nextFrom @1 :Data;            # where the next page starts (16 bytes)
+  done @2 :Bool;                # true: nothing left in [from, to) now
+}
+
+struct Metadata {
+  streams @0 :Bool;             # include the list of streams
+}
+
+struct Member {
+  nodeId @0 :Text;
+  clientAddress @1 :Text;       # host:port
+  peerAddress @2 :Text;         # host:port, empty when not a cluster member
+  zone @3 :Text;
+  region @4 :Text;
+  live @5 :Bool;
+  phi @6 :Float64;
+  pendingHints @7 :UInt64;
+}
+
+struct MetadataResult {
+  nodeId @0 :Text;              # the broker that answered
+  partitions @1 :UInt32;
+  replicationFactor @2 :UInt32;
+  intervalMs @3 :UInt64;        # length of a storage interval
+  members @4 :List(Member);
+  streams @5 :List(Text);
+  watermarkMs @6 :UInt64;       # below this time, ranges are complete (0 = unknown)
+  version @7 :Text;             # the broker's software version
+  sync @8 :Bool;                # whether writes are fsynced before acknowledgement
+}
+
+# Peer requests: reserved for the cluster (replication, hinted handoff, anti-entropy).
+# A broker answers them with `notAllowed` on a client session.
+struct Replicate {
+  stream @0 :Text;
+  partition @1 :UInt32;
+  events @2 :List(Event);       # keys always set
+}
+
+struct DeliverHints {
+  stream @0 :Text;
+  partition @1 :UInt32;
+  events @2 :List(Event);
+}
+
+struct Digest {
+  stream @0 :Text;
+  partition @1 :UInt32;
+  intervalStartMs @2 :UInt64;
+}
+
+struct FetchRange {
+  stream @0 :Text;
+  partition @1 :UInt32;
+  from @2 :Data;
+  to @3 :Data;
+}
+
+struct Request {
+  correlationId @0 :UInt64;     # echoed in the response; pick any value, unique per connection
+  union {
+    hello @1 :Hello;
+    produce @2 :Produce;
+    scan @3 :Scan;
+    metadata @4 :Metadata;
+    replicate @5 :Replicate;
+    deliverHints @6 :DeliverHints;
+    digest @7 :Digest;
+    fetchRange @8 :FetchRange;
+  }
+}
+
+struct Response {
+  correlationId @0 :UInt64;
+  error @1 :ErrorCode;
+  message @2 :Text;             # human-readable detail; empty on success
+  union {
+    none @3 :Void;              # error responses, and requests without a result
+    hello @4 :HelloResult;
+    produce @5 :ProduceResult;
+    scan @6 :ScanResult;
+    metadata @7 :MetadataResult;
+  }
+}

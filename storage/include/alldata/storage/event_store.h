@@ -1,0 +1,170 @@
+// The broker's durable event store on RocksDB. Time is cut into intervals (default one
+// hour); each interval is a column family named after its start ("i-20261128T060000Z").
+// Within an interval the RocksDB key is `stream id (u32 BE) | partition (u32 BE) | event key
+// (16 bytes)`, so one partition's events over a time range are one sequential iteration.
+// Stream names map to ids in a catalog kept in the default column family. The on-disk
+// layout is documented in storage/README.md.
+//
+// Threads: the store owns one writer thread that does group commit: every batch queued
+// while the previous write was in flight goes into the next single RocksDB WriteBatch, so
+// many producers share one WAL write (and one fsync with sync on). `write()` never blocks.
+// Reads (`scan`, `streams`) are blocking and thread-safe: call them from a storage thread
+// pool, never from an I/O thread.
+#pragma once
+
+#include "alldata/protocol/error.h"
+#include "alldata/protocol/key.h"
+
+#include <spdlog/logger.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace alldata::storage {
+
+struct Options {
+  // Folder of the RocksDB instance; created if missing.
+  std::string path;
+  // On (the default): a write is acknowledged only after its WAL record is fsynced, so it
+  // survives a machine crash. Off: acknowledged after write() to the OS, which survives a
+  // process crash but not a power loss (the crash semantics of write()).
+  bool sync = true;
+  // Length of one interval (one column family). Fixed for the life of a data folder: a
+  // store reopened with another length refuses to open.
+  std::chrono::milliseconds interval = std::chrono::hours(1);
+  // An interval is sealed once its end is this far in the past: normal writes into it are
+  // refused with kIntervalSealed (repair writes pass). Must be at least the key skew.
+  std::chrono::milliseconds seal_after = std::chrono::hours(1);
+  // Bound of bytes queued for the writer thread; write() past it fails with kOverloaded.
+  std::size_t max_queued_bytes = 256u << 20;
+  // RocksDB block cache shared by all intervals.
+  std::size_t block_cache_bytes = 128u << 20;
+  // Receives the store's log lines; must not be null.
+  std::shared_ptr<spdlog::logger> logger;
+};
+
+struct HeaderView {
+  std::string_view name;
+  std::string_view value;
+};
+
+// Events for one (stream, partition), stored atomically by one write(). Copies what it is
+// given: the caller's buffers may be released after add() returns.
+class EventBatch {
+ public:
+  EventBatch(std::string_view stream, std::uint32_t partition);
+
+  void reserve(std::size_t events, std::size_t payload_bytes);
+  void add(const Key& key, std::string_view payload, std::span<const HeaderView> headers = {});
+
+  const std::string& stream() const noexcept { return stream_; }
+  std::uint32_t partition() const noexcept { return partition_; }
+  std::size_t size() const noexcept { return count_; }
+  std::size_t bytes() const noexcept { return records_.size(); }
+  // When true, writes into sealed intervals pass (anti-entropy, hints). Default false.
+  void set_repair(bool repair) noexcept { repair_ = repair; }
+  bool repair() const noexcept { return repair_; }
+
+  // Encoded records: [16-byte key][u32 LE value length][value] ... (value format: README).
+  const std::string& records() const noexcept { return records_; }
+
+ private:
+  std::string stream_;
+  std::uint32_t partition_;
+  std::string records_;
+  std::size_t count_ = 0;
+  bool repair_ = false;
+};
+
+// One stored event as returned by a scan; views point into the owning ScanPage.
+struct StoredEvent {
+  Key key;
+  std::uint32_t partition = 0;
+  std::string_view payload;
+  std::span<const HeaderView> headers;
+};
+
+struct ScanQuery {
+  std::string stream;
+  std::uint32_t partition = 0;
+  Key from;               // inclusive
+  Key to = Key::max();    // exclusive
+  std::size_t max_events = 1000;
+  std::size_t max_bytes = 1u << 20;  // a page stops once its payload bytes reach this
+};
+
+// A page of events in key order. Move-only: `events` views point into its own buffers.
+struct ScanPage {
+  std::vector<StoredEvent> events;
+  // Where the next page starts; meaningful when !done.
+  Key next_from;
+  // True when [from, to) held no more events at the time of the scan.
+  bool done = true;
+
+  ScanPage() = default;
+  ScanPage(ScanPage&&) = default;
+  ScanPage& operator=(ScanPage&&) = default;
+  ScanPage(const ScanPage&) = delete;
+  ScanPage& operator=(const ScanPage&) = delete;
+
+  // Storage behind the views (implementation detail of the store).
+  std::vector<std::unique_ptr<std::string>> arena;
+  std::vector<HeaderView> header_storage;
+};
+
+struct Stats {
+  std::uint64_t events_written = 0;
+  std::uint64_t batches_written = 0;
+  std::uint64_t group_commits = 0;    // RocksDB writes (one per group of batches)
+  std::uint64_t queued_bytes = 0;     // waiting for the writer thread now
+  std::uint64_t intervals = 0;        // column families holding events
+  std::uint64_t sealed_intervals = 0;
+};
+
+class EventStore {
+ public:
+  // Opens (creating if missing) the store at options.path and re-opens every interval it
+  // holds. Errors: kStorageError with RocksDB's message (folder not writable, corrupt,
+  // locked by another process), kBadRequest when options.interval differs from the one
+  // the folder was created with.
+  static Result<std::unique_ptr<EventStore>> open(Options options);
+
+  // Stops the writer thread after it has written everything already queued, then closes
+  // RocksDB. Blocks.
+  virtual ~EventStore() = default;
+
+  // Queues `batch`; `done` runs exactly once, on the writer thread (or at once on the
+  // caller's thread for kOverloaded / kShuttingDown), and must not block. On success the
+  // whole batch is durable per Options::sync. Errors: kOverloaded (queue bound hit),
+  // kShuttingDown, kStorageError (e.g. disk full: nothing of the batch is stored),
+  // kIntervalSealed, kInvalidStream (empty name).
+  virtual void write(EventBatch batch, std::function<void(Status)> done) = 0;
+
+  // Reads one page of [query.from, query.to) of one partition, in key order, across
+  // intervals. An unknown stream gives an empty, done page. Blocking; thread-safe.
+  virtual Result<ScanPage> scan(const ScanQuery& query) = 0;
+
+  // Names of every stream ever written, sorted.
+  virtual std::vector<std::string> streams() const = 0;
+
+  // Small durable metadata (e.g. the keygen high-water mark), in the default column
+  // family under a reserved prefix. put_meta is synced. Blocking; thread-safe.
+  virtual Status put_meta(std::string_view name, std::string_view value) = 0;
+  virtual Result<std::optional<std::string>> get_meta(std::string_view name) = 0;
+
+  // Seals every interval whose end is at least seal_after before `now_ms`. Blocking;
+  // returns how many intervals were newly sealed.
+  virtual Result<std::size_t> seal_old_intervals(std::uint64_t now_ms) = 0;
+
+  virtual Stats stats() const = 0;
+  virtual const Options& options() const = 0;
+};
+
+}  // namespace alldata::storage
