@@ -1,0 +1,51 @@
+// Everything a user can set on a broker. `alldata-broker` fills this from flags and an
+// optional config file; tests fill it directly.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace alldata::broker {
+
+struct BrokerOptions {
+  // Folder for the broker's RocksDB instance and its identity; created if missing.
+  std::string data_dir;
+  // host:port for clients; port 0 lets the OS choose (see Broker::client_endpoint()).
+  std::string client_listen = "127.0.0.1:7400";
+  // Stable name of the broker; empty = the one stored in data_dir, or a new one.
+  std::string node_id;
+  // Acknowledge writes only after the WAL is fsynced (on by default).
+  bool sync = true;
+  // Length of one storage interval (one RocksDB column family).
+  std::chrono::milliseconds partition_interval = std::chrono::hours(1);
+  // Partitions per stream.
+  std::uint32_t partitions = 16;
+  // Frames longer than this are refused before anything is allocated.
+  std::uint32_t max_frame_bytes = 16u << 20;
+  // Cap'n Proto nesting limit for decoding requests (traversal limit follows frame size).
+  int nesting_limit = 16;
+  // One event's payload plus headers may not exceed this.
+  std::uint32_t max_event_bytes = 1u << 20;
+  // Requests a connection may have in progress; more wait (TCP back-pressure).
+  std::uint32_t max_in_flight = 128;
+  // A connection with nothing to do for this long is closed.
+  std::chrono::milliseconds idle_timeout = std::chrono::minutes(10);
+  // A client that does not take a response for this long is disconnected.
+  std::chrono::milliseconds write_timeout = std::chrono::seconds(30);
+  // Default produce timeout when a request gives none.
+  std::chrono::milliseconds produce_timeout = std::chrono::seconds(30);
+  // Client keys more than this from the broker's clock are refused.
+  std::chrono::milliseconds max_key_skew = std::chrono::seconds(60);
+  // Connections accepted at once; more are closed at accept.
+  std::uint32_t max_connections = 10000;
+  // Threads running connections (each its own io_context) and threads for storage reads.
+  std::uint32_t io_threads = 2;
+  std::uint32_t storage_threads = 2;
+  // Bytes of produce data queued for the storage writer; past it produce answers Overloaded.
+  std::uint64_t max_write_queue_bytes = 256u << 20;
+  // If set, written (atomically) once the broker listens: "client=HOST:PORT\n".
+  std::string ready_file;
+};
+
+}  // namespace alldata::broker

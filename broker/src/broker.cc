@@ -1,0 +1,367 @@
+#include "alldata/broker/broker.h"
+
+#include "server_context.h"
+#include "session.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <charconv>
+#include <condition_variable>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <list>
+#include <thread>
+
+namespace alldata::broker {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+constexpr const char* kLeaseMeta = "keygen.lease_ms";
+constexpr const char* kOriginMeta = "origin";
+constexpr const char* kNodeIdMeta = "node_id";
+
+Result<tcp::endpoint> parse_endpoint(const std::string& text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos) {
+    return Error(ErrorCode::kBadRequest, "listen address '" + text + "' is not HOST:PORT");
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  unsigned port = 0;
+  const auto port_text = text.substr(colon + 1);
+  auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || p != port_text.data() + port_text.size() || port > 65535) {
+    return Error(ErrorCode::kBadRequest, "listen address '" + text + "' has a bad port");
+  }
+  if (host.empty() || host == "localhost") host = "127.0.0.1";
+  boost::system::error_code aec;
+  auto addr = asio::ip::make_address(host, aec);
+  if (aec) {
+    return Error(ErrorCode::kBadRequest, "listen address '" + text + "': '" + host +
+                                             "' is not an IP address");
+  }
+  return tcp::endpoint(addr, static_cast<unsigned short>(port));
+}
+
+Status write_ready_file(const std::string& path, const std::string& client) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << "client=" << client << "\n";
+    f.flush();
+    if (!f) return Error(ErrorCode::kStorageError, "cannot write ready file " + tmp);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Error(ErrorCode::kStorageError, "cannot rename " + tmp + ": " + ec.message());
+  return {};
+}
+
+// One thread running one io_context; sessions on it are tracked here and touched only from
+// that thread.
+struct IoThread {
+  asio::io_context io{1};
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
+  std::list<std::weak_ptr<Session>> sessions;
+  std::thread thread;
+};
+
+class BrokerImpl final : public Broker {
+ public:
+  BrokerImpl(BrokerOptions options, std::shared_ptr<spdlog::logger> logger)
+      : options_(std::move(options)), logger_(std::move(logger)) {}
+
+  ~BrokerImpl() override { stop(); }
+
+  Status init();
+
+  std::string client_address() const override { return ctx_->client_address; }
+  std::uint16_t client_port() const override { return port_; }
+  const std::string& node_id() const override { return node_id_; }
+  std::uint64_t origin() const override { return keygen_->origin(); }
+
+  void stop() override;
+  void wait() override {
+    std::unique_lock lock(stop_mu_);
+    stop_cv_.wait(lock, [&] { return stopped_; });
+  }
+
+ private:
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> lease_loop();
+  Result<std::string> load_or_make(const char* name, const std::string& fresh);
+
+  BrokerOptions options_;
+  std::shared_ptr<spdlog::logger> logger_;
+  SystemClock clock_;
+  std::unique_ptr<storage::EventStore> store_;
+  std::unique_ptr<Keygen> keygen_;
+  std::unique_ptr<KeyLease> lease_;
+  std::unique_ptr<LocalCoordinator> coordinator_;
+  std::unique_ptr<asio::thread_pool> storage_pool_;
+  std::string node_id_;
+  std::string version_ = kVersion;
+  std::unique_ptr<ServerContext> ctx_;
+  std::vector<std::unique_ptr<IoThread>> io_;
+  std::unique_ptr<tcp::acceptor> acceptor_;
+  std::uint16_t port_ = 0;
+  std::size_t next_io_ = 0;
+  std::atomic<std::uint32_t> live_sessions_{0};
+
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
+  bool stopped_ = false;
+};
+
+Result<std::string> BrokerImpl::load_or_make(const char* name, const std::string& fresh) {
+  auto got = store_->get_meta(name);
+  if (!got) return got.error();
+  if (*got) return **got;
+  if (auto st = store_->put_meta(name, fresh); !st) return st.error();
+  return fresh;
+}
+
+Status BrokerImpl::init() {
+  if (options_.partitions == 0 || options_.partitions > 65536) {
+    return Error(ErrorCode::kBadRequest, "partitions must be between 1 and 65536");
+  }
+  if (options_.io_threads == 0) options_.io_threads = 1;
+  if (options_.storage_threads == 0) options_.storage_threads = 1;
+  auto endpoint = parse_endpoint(options_.client_listen);
+  if (!endpoint) return endpoint.error();
+
+  std::error_code fec;
+  std::filesystem::create_directories(options_.data_dir, fec);
+  if (fec) {
+    return Error(ErrorCode::kStorageError,
+                 "cannot create data folder " + options_.data_dir + ": " + fec.message());
+  }
+  storage::Options so;
+  so.path = (std::filesystem::path(options_.data_dir) / "events").string();
+  so.sync = options_.sync;
+  so.interval = options_.partition_interval;
+  so.seal_after = std::max(options_.partition_interval, 2 * options_.max_key_skew);
+  so.max_queued_bytes = options_.max_write_queue_bytes;
+  so.logger = logger_;
+  auto store = storage::EventStore::open(so);
+  if (!store) return store.error();
+  store_ = std::move(*store);
+
+  // Identity: a random origin for keys, and a node id, both kept in the data folder.
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(random_origin()));
+  auto origin_text = load_or_make(kOriginMeta, hex);
+  if (!origin_text) return origin_text.error();
+  const std::uint64_t origin = std::strtoull(origin_text->c_str(), nullptr, 16);
+  auto stored_id = load_or_make(kNodeIdMeta, options_.node_id.empty()
+                                                 ? "broker-" + origin_text->substr(0, 8)
+                                                 : options_.node_id);
+  if (!stored_id) return stored_id.error();
+  node_id_ = options_.node_id.empty() ? *stored_id : options_.node_id;
+  if (!options_.node_id.empty() && options_.node_id != *stored_id) {
+    if (auto st = store_->put_meta(kNodeIdMeta, options_.node_id); !st) return st.error();
+  }
+
+  auto lease_ms = KeyLease::load(*store_);
+  if (!lease_ms) return lease_ms.error();
+  // Every key made before the restart is at or below the stored lease.
+  keygen_ = std::make_unique<Keygen>(origin, clock_, (*lease_ms << 16) | 0xFFFF);
+  keygen_->set_limit(keygen_->high_water());
+  lease_ = std::make_unique<KeyLease>(*store_, *keygen_);
+  if (auto st = lease_->extend(keygen_->high_water()); !st) return st.error();
+
+  coordinator_ = std::make_unique<LocalCoordinator>(*store_);
+  storage_pool_ = std::make_unique<asio::thread_pool>(options_.storage_threads);
+  ctx_ = std::make_unique<ServerContext>(options_, *logger_, *store_, *coordinator_, *keygen_,
+                                         *lease_, *storage_pool_, node_id_, version_);
+
+  for (std::uint32_t i = 0; i < options_.io_threads; ++i) io_.push_back(std::make_unique<IoThread>());
+  boost::system::error_code ec;
+  acceptor_ = std::make_unique<tcp::acceptor>(io_[0]->io);
+  acceptor_->open(endpoint->protocol(), ec);
+  if (!ec) acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(*endpoint, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Error(ErrorCode::kConnectionFailed,
+                 "cannot listen on " + options_.client_listen + ": " + ec.message());
+  }
+  const auto bound = acceptor_->local_endpoint();
+  port_ = bound.port();
+  const auto host = bound.address().is_v6() ? "[" + bound.address().to_string() + "]"
+                                             : bound.address().to_string();
+  ctx_->client_address = host + ":" + std::to_string(port_);
+
+  auto log_failure = [log = logger_](const char* what) {
+    return [log, what](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        log->error("{} failed: {}", what, x.what());
+      }
+    };
+  };
+  asio::co_spawn(io_[0]->io, accept_loop(), log_failure("accept loop"));
+  asio::co_spawn(io_[0]->io, lease_loop(), log_failure("key lease loop"));
+  for (auto& t : io_) {
+    t->thread = std::thread([io = &t->io] { io->run(); });
+  }
+  logger_->info("broker {} listening for clients on {} (data {}, sync {}, {} partitions, interval {} ms)",
+                node_id_, ctx_->client_address, options_.data_dir, options_.sync ? "on" : "off",
+                options_.partitions, options_.partition_interval.count());
+  if (!options_.ready_file.empty()) {
+    if (auto st = write_ready_file(options_.ready_file, ctx_->client_address); !st) return st.error();
+  }
+  return {};
+}
+
+asio::awaitable<void> BrokerImpl::accept_loop() {
+  for (;;) {
+    IoThread& target = *io_[next_io_++ % io_.size()];
+    auto [ec, socket] = co_await acceptor_->async_accept(target.io, asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
+      logger_->warn("accept failed: {}", ec.message());
+      // E.g. out of file descriptors: back off instead of spinning.
+      asio::steady_timer t(acceptor_->get_executor(), std::chrono::milliseconds(100));
+      co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    if (ctx_->stopping.load()) co_return;
+    if (ctx_->connections.load() >= options_.max_connections) {
+      logger_->warn("refusing a connection: {} connections open (max-connections)",
+                    ctx_->connections.load());
+      continue;  // the socket closes as it goes out of scope
+    }
+    ++ctx_->connections;
+    ++live_sessions_;
+    asio::post(target.io, [this, &target, socket = std::move(socket)]() mutable {
+      auto session = std::make_shared<Session>(std::move(socket), *ctx_);
+      target.sessions.push_back(session);
+      auto it = std::prev(target.sessions.end());
+      if (ctx_->stopping.load()) session->stop();
+      asio::co_spawn(target.io, session->run(),
+                     [this, &target, it, session](std::exception_ptr e) {
+                       if (e) logger_->error("session {} ended with an exception", session->remote());
+                       target.sessions.erase(it);
+                       --ctx_->connections;
+                       --live_sessions_;
+                     });
+    });
+  }
+}
+
+asio::awaitable<void> BrokerImpl::lease_loop() {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (!ctx_->stopping.load()) {
+    timer.expires_after(std::chrono::milliseconds(500));
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ctx_->stopping.load()) break;
+    const std::uint64_t limit_ms = keygen_->limit() >> 16;
+    const std::uint64_t used_ms = std::max(clock_.now_ms(), keygen_->high_water() >> 16);
+    if (limit_ms < used_ms + KeyLease::kSpanMs / 2) {
+      Status st = co_await asio::co_spawn(
+          *storage_pool_,
+          [this]() -> asio::awaitable<Status> { co_return lease_->extend(keygen_->high_water()); },
+          asio::use_awaitable);
+      if (!st) logger_->error("cannot renew the key lease: {}", st.error().to_string());
+    }
+  }
+}
+
+void BrokerImpl::stop() {
+  {
+    std::lock_guard lock(stop_mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (ctx_) {
+    logger_->info("broker {} stopping: no new requests; answering those in flight", node_id_);
+    ctx_->stopping.store(true);
+    if (acceptor_) {
+      asio::post(io_[0]->io, [this] {
+        boost::system::error_code ignored;
+        acceptor_->close(ignored);
+      });
+    }
+    for (auto& t : io_) {
+      asio::post(t->io, [&t] {
+        for (auto& w : t->sessions) {
+          if (auto s = w.lock()) s->stop();
+        }
+      });
+    }
+    // Sessions end once their in-flight requests are answered; bounded by the write timeout.
+    const auto deadline = std::chrono::steady_clock::now() + options_.write_timeout +
+                          options_.produce_timeout;
+    while (live_sessions_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    if (live_sessions_.load() > 0) {
+      logger_->warn("{} sessions still open at the stop deadline; closing them", live_sessions_.load());
+    }
+    for (auto& t : io_) t->work.reset();
+    for (auto& t : io_) t->io.stop();
+    for (auto& t : io_) {
+      if (t->thread.joinable()) t->thread.join();
+    }
+    // Sessions and the acceptor hold sockets of these contexts: drop them before the store.
+    acceptor_.reset();
+    for (auto& t : io_) t->sessions.clear();
+    io_.clear();
+    storage_pool_->join();
+    coordinator_.reset();
+    store_.reset();  // writes everything queued, then closes RocksDB
+    logger_->info("broker {} stopped", node_id_);
+  }
+  {
+    std::lock_guard lock(stop_mu_);
+    stopped_ = true;
+  }
+  stop_cv_.notify_all();
+}
+
+}  // namespace
+
+Result<std::uint64_t> KeyLease::load(storage::EventStore& store) {
+  auto v = store.get_meta(kLeaseMeta);
+  if (!v) return v.error();
+  if (!*v) return std::uint64_t{0};
+  return std::strtoull((*v)->c_str(), nullptr, 10);
+}
+
+Status KeyLease::extend(std::uint64_t needed_hlc) {
+  std::lock_guard lock(mu_);
+  const std::uint64_t base_ms = std::max(needed_hlc >> 16, keygen_.clock().now_ms());
+  if ((keygen_.limit() >> 16) >= base_ms + kSpanMs / 2) return {};  // renewed meanwhile
+  const std::uint64_t lease_ms = base_ms + kSpanMs;
+  if (auto st = store_.put_meta(kLeaseMeta, std::to_string(lease_ms)); !st) return st;
+  keygen_.set_limit((lease_ms << 16) | 0xFFFF);
+  return {};
+}
+
+Result<std::unique_ptr<Broker>> Broker::start(BrokerOptions options,
+                                              std::shared_ptr<spdlog::logger> logger) {
+  auto broker = std::make_unique<BrokerImpl>(std::move(options), std::move(logger));
+  if (auto st = broker->init(); !st) {
+    broker->stop();
+    return st.error();
+  }
+  return std::unique_ptr<Broker>(std::move(broker));
+}
+
+}  // namespace alldata::broker

@@ -1,0 +1,129 @@
+// alldata-broker: runs one AllData broker until SIGTERM or SIGINT, then stops it cleanly
+// (stop accepting, answer what is in flight, close storage: nothing acknowledged is lost).
+#include "alldata/broker/broker.h"
+#include "alldata/protocol/duration.h"
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <iostream>
+
+namespace {
+
+using alldata::broker::BrokerOptions;
+
+// CLI11 validator-and-converter for durations such as 200ms, 1s, PT1H.
+struct DurationOption {
+  std::string text;
+  std::chrono::milliseconds* out;
+};
+
+bool apply_duration(const std::string& name, const std::string& text, std::chrono::milliseconds& out) {
+  if (text.empty()) return true;
+  auto d = alldata::parse_duration(text);
+  if (!d || d->count() <= 0) {
+    std::cerr << "alldata-broker: --" << name << ": "
+              << (d ? std::string("must be positive") : d.error().message) << "\n";
+    return false;
+  }
+  out = *d;
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  BrokerOptions o;
+  CLI::App app{"alldata-broker: runs one AllData broker (an append-only event store node)."};
+  app.set_config("--config", "", "Read options from a TOML/INI file (keys are the long option names)");
+  std::string sync = "on", interval = "PT1H", idle = "10m", write_timeout = "30s",
+              produce_timeout = "30s", skew = "60s";
+  std::string log_file, log_level = "info";
+  app.add_option("--data-dir", o.data_dir, "Folder for this broker's data (created if missing)")
+      ->required();
+  app.add_option("--client-listen", o.client_listen, "HOST:PORT for clients; port 0 = any free port")
+      ->capture_default_str();
+  app.add_option("--node-id", o.node_id, "Name of this broker (default: the stored one, or new)");
+  app.add_option("--sync", sync, "on: acknowledge after the WAL is fsynced; off: after write()")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--partition-interval", interval,
+                 "Length of a storage interval, ISO-8601 (PT1H, PT15M, P1D) or 1h, 15m")
+      ->capture_default_str();
+  app.add_option("--partitions", o.partitions, "Partitions per stream")->capture_default_str();
+  app.add_option("--ready-file", o.ready_file,
+                 "Write 'client=HOST:PORT' here once listening (for scripts and tests)");
+  app.add_option("--log-file", log_file, "Log here instead of stderr");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  app.add_option("--max-frame-bytes", o.max_frame_bytes, "Refuse frames longer than this")
+      ->capture_default_str();
+  app.add_option("--max-event-bytes", o.max_event_bytes, "Refuse events (payload + headers) larger than this")
+      ->capture_default_str();
+  app.add_option("--nesting-limit", o.nesting_limit, "Cap'n Proto nesting limit for requests")
+      ->capture_default_str();
+  app.add_option("--max-in-flight", o.max_in_flight, "Requests in progress per connection")
+      ->capture_default_str();
+  app.add_option("--max-connections", o.max_connections, "Open connections at most")
+      ->capture_default_str();
+  app.add_option("--idle-timeout", idle, "Close connections idle this long")->capture_default_str();
+  app.add_option("--write-timeout", write_timeout, "Drop clients that take no data this long")
+      ->capture_default_str();
+  app.add_option("--produce-timeout", produce_timeout, "Default timeout of a produce")
+      ->capture_default_str();
+  app.add_option("--max-key-skew", skew, "Refuse client keys this far from the broker's clock")
+      ->capture_default_str();
+  app.add_option("--io-threads", o.io_threads, "Threads serving connections")->capture_default_str();
+  app.add_option("--storage-threads", o.storage_threads, "Threads for storage reads")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  o.sync = sync == "on";
+  if (!apply_duration("partition-interval", interval, o.partition_interval) ||
+      !apply_duration("idle-timeout", idle, o.idle_timeout) ||
+      !apply_duration("write-timeout", write_timeout, o.write_timeout) ||
+      !apply_duration("produce-timeout", produce_timeout, o.produce_timeout) ||
+      !apply_duration("max-key-skew", skew, o.max_key_skew)) {
+    return 2;
+  }
+
+  spdlog::sink_ptr sink;
+  try {
+    if (log_file.empty()) {
+      sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    } else {
+      sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(log_file);
+    }
+  } catch (const spdlog::spdlog_ex& e) {
+    std::cerr << "alldata-broker: cannot open log: " << e.what() << "\n";
+    return 2;
+  }
+  auto logger = std::make_shared<spdlog::logger>("broker", sink);
+  logger->set_level(spdlog::level::from_str(log_level));
+  logger->flush_on(spdlog::level::info);
+
+  std::signal(SIGPIPE, SIG_IGN);
+  // Registered before any broker thread starts; the handler runs on this (main) thread.
+  boost::asio::io_context signals_io;
+  boost::asio::signal_set signals(signals_io, SIGINT, SIGTERM);
+
+  auto broker = alldata::broker::Broker::start(o, logger);
+  if (!broker) {
+    logger->error("cannot start: {}", broker.error().to_string());
+    return 1;
+  }
+  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (ec) return;
+    logger->info("signal {} received: stopping", signo);
+    (*broker)->stop();
+  });
+  signals_io.run();
+  (*broker)->wait();
+  return 0;
+}

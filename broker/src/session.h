@@ -1,0 +1,87 @@
+// One client or peer connection. A Session lives on one single-threaded io_context (its
+// executor), so its state needs no locks. One coroutine reads frames; each request runs in
+// its own coroutine so that requests pipeline and answer out of order; one coroutine
+// writes responses, batching whatever is ready into one write; a watchdog enforces the idle
+// and write timeouts.
+//
+// Lifecycle: run() until the peer closes, a protocol violation, a timeout, or stop().
+// stop() stops reading; requests already read are still answered before the socket closes.
+#pragma once
+
+#include "server_context.h"
+
+#include "alldata/protocol/framing.h"
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <capnp/message.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace alldata::broker {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(boost::asio::ip::tcp::socket socket, ServerContext& ctx);
+
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Runs the connection to its end. Call once, on the socket's executor.
+  boost::asio::awaitable<void> run();
+
+  // Stop reading requests; answer those in flight; then close. On the session's executor.
+  void stop();
+
+  const std::string& remote() const noexcept { return remote_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  boost::asio::awaitable<void> read_loop();
+  boost::asio::awaitable<void> write_loop();
+  boost::asio::awaitable<void> watchdog();
+
+  // Looks at one frame and starts its handler. False: close the connection.
+  bool dispatch(protocol::FrameBuffer frame);
+
+  boost::asio::awaitable<void> handle_produce(protocol::FrameBuffer frame);
+  boost::asio::awaitable<void> handle_scan(protocol::FrameBuffer frame);
+  boost::asio::awaitable<void> handle_metadata(std::uint64_t correlation_id, bool streams);
+  void handle_hello(std::uint64_t correlation_id, const protocol::FrameBuffer& frame);
+
+  // Queues a response for the writer.
+  void send(capnp::MessageBuilder& message);
+  void send_error(std::uint64_t correlation_id, const Error& error);
+  // A request coroutine finished (one fewer in flight).
+  void request_done();
+
+  boost::asio::ip::tcp::socket socket_;
+  ServerContext& ctx_;
+  std::string remote_;
+
+  boost::asio::steady_timer reader_wake_;  // in-flight or output space freed, or stop
+  boost::asio::steady_timer writer_wake_;  // output queued, or the writer should finish
+  boost::asio::steady_timer watchdog_timer_;
+
+  std::string out_;                   // responses waiting for the writer
+  std::uint32_t in_flight_ = 0;       // requests read but not yet answered
+  bool hello_done_ = false;
+  bool peer_role_ = false;
+  bool stop_requested_ = false;       // stop(): read no more
+  bool close_after_flush_ = false;    // protocol violation: answer, then close
+  bool writer_exit_ = false;
+  bool writer_done_ = false;
+  bool writing_ = false;
+  bool finished_ = false;
+  Clock::time_point last_activity_;
+  Clock::time_point write_started_;
+  std::vector<storage::HeaderView> headers_scratch_;
+};
+
+}  // namespace alldata::broker

@@ -1,0 +1,170 @@
+// End to end as a user meets it: a real `alldata-broker` process and the `alldata` tool,
+// input and output through files. The broker is stopped with SIGTERM and restarted on the
+// same port; nothing acknowledged may be lost.
+#include "process_support.h"
+#include "test_support.h"
+
+#include <set>
+#include <sstream>
+
+namespace alldata::testing {
+namespace {
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string line;
+  while (std::getline(ss, line)) out.push_back(line);
+  return out;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    broker_ = std::make_unique<BrokerProcess>(dir_.path() / "broker");
+    ASSERT_TRUE(broker_->start()) << broker_->log();
+  }
+
+  std::string write_lines(const std::string& name, int from, int to) {
+    const auto path = dir_.path() / name;
+    std::ofstream f(path);
+    for (int i = from; i <= to; ++i) f << i << "\n";
+    return path.string();
+  }
+
+  std::string seq_text(int from, int to) {
+    std::string s;
+    for (int i = from; i <= to; ++i) s += std::to_string(i) + "\n";
+    return s;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<BrokerProcess> broker_;
+};
+
+TEST_F(CliTest, ProducedLinesScanBackExactlyAndInOrderAlsoAfterRestart) {
+  const auto input = write_lines("seq.txt", 1, 10000);
+  const auto acks = (dir_.path() / "acks.txt").string();
+  auto p = run_tool({"produce", "-b", broker_->address(), "-s", "demo", "--acks", acks}, dir_.path(), input);
+  ASSERT_EQ(p.status, 0) << p.err;
+
+  // One ack line per input line: "<line number> <key>", every line number once.
+  auto ack_lines = lines_of(read_file(acks));
+  ASSERT_EQ(ack_lines.size(), 10000u);
+  std::set<int> numbers;
+  std::set<std::string> keys;
+  for (const auto& l : ack_lines) {
+    const auto space = l.find(' ');
+    ASSERT_NE(space, std::string::npos) << l;
+    numbers.insert(std::stoi(l.substr(0, space)));
+    auto key = Key::parse(l.substr(space + 1));
+    ASSERT_TRUE(key) << l;
+    keys.insert(l.substr(space + 1));
+  }
+  EXPECT_EQ(numbers.size(), 10000u);
+  EXPECT_EQ(*numbers.begin(), 1);
+  EXPECT_EQ(*numbers.rbegin(), 10000);
+  EXPECT_EQ(keys.size(), 10000u);
+
+  auto s = run_tool({"scan", "-b", broker_->address(), "-s", "demo", "--format", "raw"}, dir_.path());
+  ASSERT_EQ(s.status, 0) << s.err;
+  EXPECT_EQ(s.out, seq_text(1, 10000));
+
+  ASSERT_EQ(broker_->stop(SIGTERM), 0) << broker_->log();
+  ASSERT_TRUE(broker_->start()) << broker_->log();
+  auto again = run_tool({"scan", "-b", broker_->address(), "-s", "demo", "--format", "raw"}, dir_.path());
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(again.out, seq_text(1, 10000));
+}
+
+TEST_F(CliTest, JsonLinesCarryKeyTimeStreamPartitionAndPayload) {
+  const auto input = (dir_.path() / "in.txt").string();
+  std::ofstream(input) << "plain\nwith \"quotes\" and \\ backslash\n";
+  ASSERT_EQ(run_tool({"produce", "-b", broker_->address(), "-s", "j", "--partition-key", "k"}, dir_.path(), input).status, 0);
+  auto s = run_tool({"scan", "-b", broker_->address(), "-s", "j", "--format", "jsonl"}, dir_.path());
+  ASSERT_EQ(s.status, 0) << s.err;
+  auto lines = lines_of(s.out);
+  ASSERT_EQ(lines.size(), 2u) << s.out;
+  for (const char* field : {"\"key\":", "\"time\":", "\"stream\":\"j\"", "\"partition\":", "\"payload\":"}) {
+    EXPECT_NE(lines[0].find(field), std::string::npos) << field << " in " << lines[0];
+  }
+  EXPECT_NE(lines[0].find("\"payload\":\"plain\""), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find(R"("payload":"with \"quotes\" and \\ backslash")"), std::string::npos) << lines[1];
+}
+
+TEST_F(CliTest, ScanHonoursFromAndTo) {
+  const auto acks = (dir_.path() / "acks.txt").string();
+  ASSERT_EQ(run_tool({"produce", "-b", broker_->address(), "-s", "r", "--acks", acks}, dir_.path(),
+                     write_lines("in.txt", 1, 100)).status, 0);
+  std::map<int, std::string> key_of;
+  for (const auto& l : lines_of(read_file(acks))) {
+    key_of[std::stoi(l.substr(0, l.find(' ')))] = l.substr(l.find(' ') + 1);
+  }
+  auto s = run_tool({"scan", "-b", broker_->address(), "-s", "r", "--from", key_of[10], "--to", key_of[20],
+                     "--format", "raw"}, dir_.path());
+  ASSERT_EQ(s.status, 0) << s.err;
+  EXPECT_EQ(s.out, seq_text(10, 19));
+}
+
+TEST_F(CliTest, ProduceToNoBrokerFailsAndSaysHowManyWereNotAcknowledged) {
+  const auto input = write_lines("in.txt", 1, 5);
+  auto p = run_tool({"produce", "-b", "127.0.0.1:1", "-s", "x", "--delivery-timeout", "2s"}, dir_.path(), input);
+  EXPECT_NE(p.status, 0);
+  EXPECT_NE(p.err.find("5"), std::string::npos) << p.err;
+}
+
+TEST_F(CliTest, ClusterReportsTheBroker) {
+  auto c = run_tool({"cluster", "-b", broker_->address(), "--json"}, dir_.path());
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_NE(c.out.find(broker_->address()), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("\"partitions\":16"), std::string::npos) << c.out;
+}
+
+TEST_F(CliTest, BenchPrintsKafkaStyleSummary) {
+  auto b = run_tool({"bench", "produce", "-b", broker_->address(), "--num-records", "20000",
+                     "--record-size", "100", "--commit-level", "ONE"}, dir_.path());
+  ASSERT_EQ(b.status, 0) << b.err;
+  auto lines = lines_of(b.out);
+  ASSERT_FALSE(lines.empty());
+  const auto& last = lines.back();
+  EXPECT_EQ(last.rfind("20000 records sent, ", 0), 0u) << last;
+  for (const char* part : {"records/sec (", "MB/sec), ", "ms avg latency, ", "ms max latency, ",
+                           "ms 50th, ", "ms 95th, ", "ms 99th, ", "ms 99.9th."}) {
+    EXPECT_NE(last.find(part), std::string::npos) << part << " in " << last;
+  }
+}
+
+TEST_F(CliTest, AcknowledgedEventsSurviveARestartInTheMiddleOfProducing) {
+  // The producer keeps retrying (same keys) while the broker is down, so every line ends
+  // up acknowledged exactly once; each acknowledged key must be stored exactly once.
+  const auto input = write_lines("in.txt", 1, 200000);
+  const auto acks = (dir_.path() / "acks.txt").string();
+  const auto out = (dir_.path() / "produce.out").string();
+  const auto err = (dir_.path() / "produce.err").string();
+  const pid_t producer = spawn({env_or("ALLDATA_TOOL_BIN", "alldata"), "produce", "-b", broker_->address(),
+                                "-s", "restart", "--acks", acks, "--delivery-timeout", "60s"},
+                               input, out, err);
+  ASSERT_GT(producer, 0);
+  // Wait until some events are acknowledged, then restart the broker under the producer.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (lines_of(read_file(acks)).size() < 1000 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(broker_->stop(SIGTERM), 0) << broker_->log();
+  ASSERT_TRUE(broker_->start()) << broker_->log();
+  auto status = wait_exit(producer, std::chrono::seconds(120));
+  ASSERT_TRUE(status);
+  EXPECT_EQ(*status, 0) << read_file(err);
+
+  auto ack_lines = lines_of(read_file(acks));
+  EXPECT_EQ(ack_lines.size(), 200000u);
+  auto s = run_tool({"scan", "-b", broker_->address(), "-s", "restart", "--format", "raw"}, dir_.path());
+  ASSERT_EQ(s.status, 0) << s.err;
+  auto got = lines_of(s.out);
+  EXPECT_EQ(got.size(), 200000u) << "duplicates or losses";
+  std::set<std::string> unique(got.begin(), got.end());
+  EXPECT_EQ(unique.size(), 200000u);
+}
+
+}  // namespace
+}  // namespace alldata::testing

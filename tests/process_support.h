@@ -1,0 +1,162 @@
+// Real processes for end-to-end tests: start `alldata-broker` on an OS-chosen loopback port
+// and wait (with a deadline) for its ready file; run `alldata` commands with stdin from a
+// file and capture their output. Binaries come from ALLDATA_BROKER_BIN / ALLDATA_TOOL_BIN,
+// set by tests/meson.build.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace alldata::testing {
+
+inline std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v ? v : fallback;
+}
+
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// Spawns argv with stdin/stdout/stderr redirected to files (empty path: /dev/null).
+inline pid_t spawn(const std::vector<std::string>& argv, const std::string& in,
+                   const std::string& out, const std::string& err) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, in.empty() ? "/dev/null" : in.c_str(), O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, out.empty() ? "/dev/null" : out.c_str(),
+                                   O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err.empty() ? "/dev/null" : err.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  return rc == 0 ? pid : -1;
+}
+
+// Waits for `pid` up to `timeout`; returns its exit status, or nullopt (then kills it).
+inline std::optional<int> wait_exit(pid_t pid, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    int status = 0;
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return std::nullopt;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+struct RunResult {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs `alldata` with `args`, stdin from `stdin_file`, bounded by `timeout`.
+inline RunResult run_tool(const std::vector<std::string>& args, const std::filesystem::path& dir,
+                          const std::string& stdin_file = "",
+                          std::chrono::milliseconds timeout = std::chrono::seconds(120)) {
+  static int counter = 0;
+  const auto out = dir / ("tool-" + std::to_string(++counter) + ".out");
+  const auto err = dir / ("tool-" + std::to_string(counter) + ".err");
+  std::vector<std::string> argv = {env_or("ALLDATA_TOOL_BIN", "alldata")};
+  argv.insert(argv.end(), args.begin(), args.end());
+  RunResult r;
+  const pid_t pid = spawn(argv, stdin_file, out.string(), err.string());
+  if (pid < 0) {
+    ADD_FAILURE() << "cannot start " << argv[0];
+    return r;
+  }
+  auto st = wait_exit(pid, timeout);
+  r.status = st ? *st : -1;
+  r.out = read_file(out);
+  r.err = read_file(err);
+  if (!st) ADD_FAILURE() << "alldata " << args[0] << " did not finish in time; stderr: " << r.err;
+  return r;
+}
+
+// One `alldata-broker` process with its own data folder; SIGTERM on destruction.
+class BrokerProcess {
+ public:
+  BrokerProcess(const std::filesystem::path& data_dir, std::vector<std::string> extra = {})
+      : data_dir_(data_dir), extra_(std::move(extra)) {}
+  ~BrokerProcess() { stop(SIGTERM); }
+  BrokerProcess(const BrokerProcess&) = delete;
+  BrokerProcess& operator=(const BrokerProcess&) = delete;
+
+  // Starts the broker on 127.0.0.1 (port 0 the first time, then the same port again so
+  // clients can reconnect) and waits up to 30 s until it listens.
+  bool start() {
+    const auto ready = data_dir_.string() + ".ready";
+    std::filesystem::remove(ready);
+    std::vector<std::string> argv = {env_or("ALLDATA_BROKER_BIN", "alldata-broker"),
+                                     "--data-dir", data_dir_.string(),
+                                     "--client-listen", "127.0.0.1:" + std::to_string(port_),
+                                     "--ready-file", ready, "--sync", "off"};
+    argv.insert(argv.end(), extra_.begin(), extra_.end());
+    pid_ = spawn(argv, "", "", data_dir_.string() + ".log");
+    if (pid_ < 0) return false;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const std::string text = read_file(ready);
+      if (text.rfind("client=", 0) == 0 && text.back() == '\n') {
+        address_ = text.substr(7, text.size() - 8);
+        port_ = static_cast<std::uint16_t>(std::stoi(address_.substr(address_.rfind(':') + 1)));
+        return true;
+      }
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
+  // Sends `sig` and waits up to 30 s; returns the exit status (or nullopt).
+  std::optional<int> stop(int sig) {
+    if (pid_ <= 0) return std::nullopt;
+    kill(pid_, sig);
+    auto st = wait_exit(pid_, std::chrono::seconds(30));
+    pid_ = -1;
+    return st;
+  }
+
+  const std::string& address() const { return address_; }
+  std::string log() const { return read_file(data_dir_.string() + ".log"); }
+
+ private:
+  std::filesystem::path data_dir_;
+  std::vector<std::string> extra_;
+  pid_t pid_ = -1;
+  std::uint16_t port_ = 0;
+  std::string address_;
+};
+
+}  // namespace alldata::testing
