@@ -128,6 +128,17 @@ struct Stats {
   std::uint64_t sealed_intervals = 0;
 };
 
+// Digest of one (stream, partition) in one sealed interval, for anti-entropy: two replicas
+// holding the same set of event keys have equal digests (stream ids are local to a store,
+// so only the event keys go in).
+struct IntervalDigest {
+  std::uint64_t interval_start_ms = 0;
+  std::uint64_t count = 0;     // events stored
+  std::uint64_t xor_hash = 0;  // XOR of XXH64(16 event key bytes, seed 0) over those events
+
+  friend bool operator==(const IntervalDigest&, const IntervalDigest&) = default;
+};
+
 class EventStore {
  public:
   // Opens (creating if missing) the store at options.path and re-opens every interval it
@@ -162,6 +173,15 @@ class EventStore {
   // Seals every interval whose end is at least seal_after before `now_ms`. Blocking;
   // returns how many intervals were newly sealed.
   virtual Result<std::size_t> seal_old_intervals(std::uint64_t now_ms) = 0;
+
+  // The digest of (stream, partition) in the interval starting at `interval_start_ms` (a
+  // multiple of Options::interval), or nullopt while that interval is not sealed. A sealed
+  // interval without events of the partition, or an unknown stream, gives count 0. Repair
+  // writes into a sealed interval keep its digests current. Blocking; thread-safe.
+  // The default (for test doubles) answers kInternal.
+  virtual Result<std::optional<IntervalDigest>> digest(std::string_view stream,
+                                                       std::uint32_t partition,
+                                                       std::uint64_t interval_start_ms);
 
   virtual Stats stats() const = 0;
   virtual const Options& options() const = 0;

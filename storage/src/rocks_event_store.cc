@@ -1,0 +1,794 @@
+// RocksEventStore: interval column families, the group-commit writer thread, paged scans
+// and sealing with digests. See rocks_event_store.h for the threads and locks, and
+// storage/README.md for the on-disk layout and the tuning choices.
+#include "rocks_event_store.h"
+
+#include "layout.h"
+
+#include <rocksdb/cache.h>
+#include <rocksdb/convenience.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/slice_transform.h>
+#include <rocksdb/table.h>
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <limits>
+#include <tuple>
+
+namespace alldata::storage {
+namespace {
+
+constexpr std::size_t kArenaChunkBytes = 64u << 10;
+// A WriteBatch keeps its buffer between groups; one that grew past this is released.
+constexpr std::size_t kKeepWriteBatchBytes = 64u << 20;
+// A group takes queued batches up to this size (or one batch, if bigger): bounds the
+// WriteBatch copy and how long the group's first batch waits for its last.
+constexpr std::uint64_t kMaxGroupBytes = 32u << 20;
+
+bool has_compression(rocksdb::CompressionType type) {
+  const auto supported = rocksdb::GetSupportedCompressions();
+  return std::find(supported.begin(), supported.end(), type) != supported.end();
+}
+
+rocksdb::DBOptions make_db_options() {
+  rocksdb::DBOptions o;
+  o.create_if_missing = true;
+  o.create_missing_column_families = true;
+  // Two cores: one flush and one compaction at a time.
+  o.max_background_jobs = 2;
+  // Every interval has its own memtable; only the current one is written, so bound the
+  // sum and let old intervals' memtables (and the WAL files they pin) be flushed.
+  o.db_write_buffer_size = 256u << 20;
+  o.max_total_wal_size = 512u << 20;
+  // Smooth writeback instead of bursts at file close.
+  o.bytes_per_sync = 1u << 20;
+  o.wal_bytes_per_sync = 1u << 20;
+  o.keep_log_file_num = 4;
+  o.max_log_file_size = 16u << 20;
+  return o;
+}
+
+rocksdb::ColumnFamilyOptions make_interval_options(const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::ColumnFamilyOptions o;
+  o.write_buffer_size = 64u << 20;
+  o.max_write_buffer_number = 3;
+  o.target_file_size_base = 64u << 20;
+  o.max_bytes_for_level_base = 256u << 20;
+  o.level_compaction_dynamic_level_bytes = true;
+  // Fresh data (memtable flushes, L0/L1) uncompressed: flush is on the write path's CPU
+  // budget. Deeper levels LZ4; the last level, where nearly everything ends up, ZSTD.
+  const auto lz4 = has_compression(rocksdb::kLZ4Compression) ? rocksdb::kLZ4Compression
+                                                             : rocksdb::kNoCompression;
+  o.compression_per_level = {
+      rocksdb::kNoCompression, rocksdb::kNoCompression, lz4, lz4, lz4, lz4, lz4};
+  o.compression = lz4;
+  if (has_compression(rocksdb::kZSTD)) o.bottommost_compression = rocksdb::kZSTD;
+  // Scans are per (stream, partition): the 8-byte prefix is the natural bloom key.
+  o.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(layout::kPrefixSize));
+  rocksdb::BlockBasedTableOptions t;
+  t.block_cache = cache;
+  t.block_size = 16u << 10;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  t.whole_key_filtering = false;  // point reads are rare (repair only)
+  t.cache_index_and_filter_blocks = true;
+  t.pin_l0_filter_and_index_blocks_in_cache = true;
+  t.format_version = 5;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  return o;
+}
+
+rocksdb::ColumnFamilyOptions make_meta_options(const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::ColumnFamilyOptions o;
+  o.write_buffer_size = 4u << 20;
+  rocksdb::BlockBasedTableOptions t;
+  t.block_cache = cache;
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  return o;
+}
+
+// Walks the records of an EventBatch: [16-byte key][u32 LE length][value].
+class RecordReader {
+ public:
+  explicit RecordReader(const std::string& records)
+      : p_(records.data()), end_(records.data() + records.size()) {}
+
+  // False at the end, or for a malformed buffer (which add() never makes).
+  bool next(const char** key, std::string_view* value) {
+    if (static_cast<std::size_t>(end_ - p_) < layout::kRecordHeaderSize) return false;
+    const std::uint32_t len = layout::get_u32_le(p_ + Key::kSize);
+    if (len > static_cast<std::size_t>(end_ - p_) - layout::kRecordHeaderSize) return false;
+    *key = p_;
+    *value = std::string_view(p_ + layout::kRecordHeaderSize, len);
+    p_ += layout::kRecordHeaderSize + len;
+    return true;
+  }
+  bool at_end() const { return p_ == end_; }
+
+ private:
+  const char* p_;
+  const char* end_;
+};
+
+std::uint64_t time_of(const char* key16) {
+  return Key::get_u64(reinterpret_cast<const std::uint8_t*>(key16)) >> 16;
+}
+
+class SnapshotGuard {
+ public:
+  explicit SnapshotGuard(rocksdb::DB* db) : db_(db), snap_(db->GetSnapshot()) {}
+  ~SnapshotGuard() { db_->ReleaseSnapshot(snap_); }
+  SnapshotGuard(const SnapshotGuard&) = delete;
+  SnapshotGuard& operator=(const SnapshotGuard&) = delete;
+  const rocksdb::Snapshot* get() const { return snap_; }
+
+ private:
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snap_;
+};
+
+}  // namespace
+
+RocksEventStore::RocksEventStore(Token, Options options)
+    : options_(std::move(options)),
+      interval_ms_(static_cast<std::uint64_t>(options_.interval.count())),
+      cache_(rocksdb::NewLRUCache(options_.block_cache_bytes)),
+      interval_options_(make_interval_options(cache_)),
+      meta_options_(make_meta_options(cache_)) {}
+
+Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(Options options) {
+  if (!options.logger) return Error(ErrorCode::kBadRequest, "Options::logger must not be null");
+  if (options.path.empty()) return Error(ErrorCode::kBadRequest, "Options::path is empty");
+  // Interval names have second precision, so an interval is whole seconds.
+  if (options.interval.count() <= 0 || options.interval.count() % 1000 != 0) {
+    return Error(ErrorCode::kBadRequest,
+                 "Options::interval must be a positive number of whole seconds, got " +
+                     std::to_string(options.interval.count()) + " ms");
+  }
+
+  auto store = std::make_unique<RocksEventStore>(Token{}, std::move(options));
+  const Options& o = store->options_;
+
+  std::error_code ec;
+  std::filesystem::create_directories(o.path, ec);
+  if (ec) {
+    return Error(ErrorCode::kStorageError,
+                 "cannot create data folder " + o.path + ": " + ec.message());
+  }
+
+  const rocksdb::DBOptions db_options = make_db_options();
+  std::vector<std::string> names;
+  if (!rocksdb::DB::ListColumnFamilies(db_options, o.path, &names).ok()) {
+    names = {rocksdb::kDefaultColumnFamilyName};  // a new folder; Open reports real faults
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const auto& name : names) {
+    descriptors.emplace_back(name, name == rocksdb::kDefaultColumnFamilyName
+                                       ? store->meta_options_
+                                       : store->interval_options_);
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  const rocksdb::Status s = rocksdb::DB::Open(db_options, o.path, descriptors, &handles, &raw);
+  if (!s.ok()) return store->to_status(s, "cannot open " + o.path).error();
+  store->db_.reset(raw);
+
+  for (auto* h : handles) {
+    if (h->GetName() == rocksdb::kDefaultColumnFamilyName) {
+      store->default_cf_ = h;
+    } else if (auto start = layout::parse_interval_cf_name(h->GetName())) {
+      store->intervals_.emplace(*start, Interval{h->GetName(), h});
+    } else {
+      store->other_cfs_.push_back(h);
+    }
+  }
+  store->interval_count_ = store->intervals_.size();
+
+  if (Status loaded = store->load(); !loaded) return loaded.error();
+
+  store->writer_ = std::thread([s = store.get()] { s->run_writer(); });
+  o.logger->info("event store opened at {}: {} intervals, {} streams, {} sealed, interval {} ms",
+                 o.path, store->intervals_.size(), store->streams_.size(), store->sealed_.size(),
+                 store->interval_ms_);
+  return store;
+}
+
+Status RocksEventStore::load() {
+  std::string value;
+  rocksdb::Status s = db_->Get(
+      rocksdb::ReadOptions(), default_cf_,
+      rocksdb::Slice(layout::kIntervalConfigKey.data(), layout::kIntervalConfigKey.size()), &value);
+  if (s.IsNotFound()) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    const std::string text = std::to_string(interval_ms_);
+    s = db_->Put(
+        wo, default_cf_,
+        rocksdb::Slice(layout::kIntervalConfigKey.data(), layout::kIntervalConfigKey.size()), text);
+    if (!s.ok()) return to_status(s, "cannot store the interval length");
+  } else if (!s.ok()) {
+    return to_status(s, "cannot read the interval length");
+  } else {
+    std::uint64_t stored = 0;
+    const auto [end, err] = std::from_chars(value.data(), value.data() + value.size(), stored);
+    if (err != std::errc() || end != value.data() + value.size()) {
+      return Error(ErrorCode::kStorageError,
+                   "corrupt interval length '" + value + "' in " + options_.path);
+    }
+    if (stored != interval_ms_) {
+      return Error(ErrorCode::kBadRequest,
+                   "data folder " + options_.path + " was created with an interval of " +
+                       std::to_string(stored) + " ms; Options::interval is " +
+                       std::to_string(interval_ms_) + " ms");
+    }
+  }
+
+  rocksdb::ReadOptions ro;
+  ro.total_order_seek = true;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, default_cf_));
+  const auto prefix_slice = [](std::string_view p) { return rocksdb::Slice(p.data(), p.size()); };
+  for (it->Seek(prefix_slice(layout::kStreamPrefix));
+       it->Valid() && it->key().starts_with(prefix_slice(layout::kStreamPrefix)); it->Next()) {
+    if (it->value().size() != 4) {
+      return Error(ErrorCode::kStorageError,
+                   "corrupt stream catalog entry " + it->key().ToString());
+    }
+    const std::uint32_t id = layout::get_u32_be(it->value().data());
+    std::string name = it->key().ToString().substr(layout::kStreamPrefix.size());
+    streams_.emplace(std::move(name), id);
+    next_stream_id_ = std::max(next_stream_id_, id + 1);
+  }
+  for (it->Seek(prefix_slice(layout::kSealedPrefix));
+       it->Valid() && it->key().starts_with(prefix_slice(layout::kSealedPrefix)); it->Next()) {
+    const std::string name = it->key().ToString().substr(layout::kSealedPrefix.size());
+    if (auto start = layout::parse_interval_cf_name(name)) sealed_.insert(*start);
+  }
+  if (!it->status().ok()) return to_status(it->status(), "cannot read the catalog");
+  sealed_count_ = sealed_.size();
+  return {};
+}
+
+RocksEventStore::~RocksEventStore() { close(); }
+
+void RocksEventStore::close() {
+  {
+    std::lock_guard lk(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  if (!db_) return;
+  if (!options_.sync) {
+    // A clean shutdown makes even unsynced writes durable.
+    if (auto s = db_->SyncWAL(); !s.ok()) {
+      options_.logger->warn("event store: syncing the WAL at close failed: {}", s.ToString());
+    }
+  }
+  rocksdb::CancelAllBackgroundWork(db_.get(), /*wait=*/true);
+  for (auto& [start, iv] : intervals_) {
+    (void)db_->DestroyColumnFamilyHandle(iv.cf);  // only fails for a null handle
+  }
+  for (auto* h : other_cfs_) (void)db_->DestroyColumnFamilyHandle(h);
+  if (default_cf_) (void)db_->DestroyColumnFamilyHandle(default_cf_);
+  intervals_.clear();
+  if (auto s = db_->Close(); !s.ok()) {
+    options_.logger->warn("event store: closing RocksDB at {} failed: {}", options_.path,
+                          s.ToString());
+  }
+  db_.reset();
+  options_.logger->info("event store at {} closed", options_.path);
+}
+
+Status RocksEventStore::to_status(const rocksdb::Status& s, std::string_view what) const {
+  std::string message(what);
+  message += ": ";
+  message += s.ToString();
+  return Error(ErrorCode::kStorageError, std::move(message));
+}
+
+// ---- writes --------------------------------------------------------------------------------
+
+void RocksEventStore::write(EventBatch batch, std::function<void(Status)> done) {
+  const std::uint64_t bytes = batch.bytes();
+  bool notify = false;
+  {
+    std::unique_lock lk(queue_mu_);
+    if (stopping_) {
+      lk.unlock();
+      done(Error(ErrorCode::kShuttingDown, "the event store is closing"));
+      return;
+    }
+    const std::uint64_t queued = queued_bytes_.load(std::memory_order_relaxed);
+    if (queued + bytes > options_.max_queued_bytes) {
+      lk.unlock();
+      done(Error(ErrorCode::kOverloaded, "storage write queue full: " + std::to_string(queued) +
+                                             " bytes queued, batch of " + std::to_string(bytes) +
+                                             ", bound " +
+                                             std::to_string(options_.max_queued_bytes)));
+      return;
+    }
+    queued_bytes_.store(queued + bytes, std::memory_order_relaxed);
+    // The writer only waits on an empty queue: wake it when this makes the queue non-empty.
+    notify = queue_.empty();
+    queue_.push_back(Pending{std::move(batch), std::move(done)});
+  }
+  if (notify) queue_cv_.notify_one();
+}
+
+void RocksEventStore::run_writer() {
+  std::vector<Pending> group;
+  for (;;) {
+    {
+      std::unique_lock lk(queue_mu_);
+      queue_cv_.wait(lk, [this] { return !queue_.empty() || stopping_; });
+      if (queue_.empty()) return;  // stopping, and everything queued is written
+      std::uint64_t bytes = 0;
+      while (!queue_.empty() &&
+             (group.empty() || bytes + queue_.front().batch.bytes() <= kMaxGroupBytes)) {
+        bytes += queue_.front().batch.bytes();
+        group.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    write_group(group);
+    group.clear();
+  }
+}
+
+Status RocksEventStore::create_intervals(const std::vector<Pending>& group) {
+  std::uint64_t last = std::numeric_limits<std::uint64_t>::max();
+  for (const auto& p : group) {
+    if (p.batch.stream().empty()) continue;
+    RecordReader reader(p.batch.records());
+    const char* key;
+    std::string_view value;
+    while (reader.next(&key, &value)) {
+      const std::uint64_t start = layout::interval_start(time_of(key), interval_ms_);
+      if (start == last) continue;
+      last = start;
+      if (intervals_.count(start)) continue;  // the writer is the only one adding
+      auto created = create_interval(start);
+      if (!created) return created.error();
+    }
+  }
+  return {};
+}
+
+Result<rocksdb::ColumnFamilyHandle*> RocksEventStore::create_interval(std::uint64_t start_ms) {
+  std::string name = layout::interval_cf_name(start_ms);
+  rocksdb::ColumnFamilyHandle* handle = nullptr;
+  const rocksdb::Status s = db_->CreateColumnFamily(interval_options_, name, &handle);
+  if (!s.ok()) return to_status(s, "cannot create interval " + name).error();
+  options_.logger->info("event store: created interval {}", name);
+  {
+    std::unique_lock lk(catalog_mu_);
+    intervals_.emplace(start_ms, Interval{std::move(name), handle});
+  }
+  interval_count_.fetch_add(1, std::memory_order_relaxed);
+  return handle;
+}
+
+void RocksEventStore::write_group(std::vector<Pending>& group) {
+  std::vector<std::optional<Error>> errors(group.size());
+  std::uint64_t group_bytes = 0;
+  bool any_repair = false;
+  for (const auto& p : group) {
+    group_bytes += p.batch.bytes();
+    any_repair = any_repair || p.batch.repair();
+  }
+  auto finish = [&](std::uint64_t events, std::uint64_t batches) {
+    queued_bytes_.fetch_sub(group_bytes, std::memory_order_relaxed);
+    events_written_.fetch_add(events, std::memory_order_relaxed);
+    batches_written_.fetch_add(batches, std::memory_order_relaxed);
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      if (errors[i]) {
+        group[i].done(std::move(*errors[i]));
+      } else {
+        group[i].done(Status{});
+      }
+    }
+  };
+
+  // A repair write may update the digest of a sealed interval: never while it is computed.
+  std::unique_lock seal_lock(seal_mu_, std::defer_lock);
+  if (any_repair) seal_lock.lock();
+
+  if (Status created = create_intervals(group); !created) {
+    options_.logger->error("event store: {}", created.error().message);
+    for (auto& e : errors) e = created.error();
+    finish(0, 0);
+    return;
+  }
+
+  std::vector<NewStream> new_streams;
+  // A failed read while updating digests fails the whole group: the digest updates of a
+  // batch cannot be taken back like its Puts.
+  std::optional<Error> group_error;
+  // Digests of sealed intervals touched by repair writes, and the keys counted in them.
+  std::map<std::tuple<std::uint64_t, std::uint32_t, std::uint32_t>, layout::Digest> digests;
+  std::set<std::string> repaired_keys;
+  std::uint64_t events_ok = 0;
+  std::uint64_t batches_ok = 0;
+
+  std::unique_lock gate(gate_mu_);
+  write_batch_.Clear();
+  std::uint64_t last_start = std::numeric_limits<std::uint64_t>::max();
+  const Interval* iv = nullptr;
+  bool sealed = false;
+
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    const EventBatch& b = group[i].batch;
+    if (b.stream().empty()) {
+      errors[i] = Error(ErrorCode::kInvalidStream, "stream name is empty");
+      continue;
+    }
+    if (b.size() == 0) continue;  // nothing to store; does not create the stream
+    std::uint32_t stream_id = 0;
+    bool is_new = false;
+    if (auto it = streams_.find(b.stream()); it != streams_.end()) {
+      stream_id = it->second;
+    } else if (auto n = std::find_if(new_streams.begin(), new_streams.end(),
+                                     [&](const NewStream& s) { return s.name == b.stream(); });
+               n != new_streams.end()) {
+      stream_id = n->id;
+    } else {
+      stream_id = next_stream_id_ + static_cast<std::uint32_t>(new_streams.size());
+      is_new = true;
+    }
+
+    char key[layout::kEventKeySize];
+    layout::put_prefix(key, stream_id, b.partition());
+    write_batch_.SetSavePoint();
+    RecordReader reader(b.records());
+    const char* event_key;
+    std::string_view value;
+    while (reader.next(&event_key, &value)) {
+      const std::uint64_t start = layout::interval_start(time_of(event_key), interval_ms_);
+      if (start != last_start) {
+        iv = &intervals_.at(start);  // created above
+        sealed = sealed_.count(start) != 0;
+        last_start = start;
+      }
+      std::memcpy(key + layout::kPrefixSize, event_key, Key::kSize);
+      const rocksdb::Slice key_slice(key, sizeof key);
+      if (sealed) {
+        if (!b.repair()) {
+          errors[i] = Error(ErrorCode::kIntervalSealed,
+                            "interval " + iv->name + " is sealed: it accepts repair writes only");
+          break;
+        }
+        std::string seen(reinterpret_cast<const char*>(&start), sizeof start);
+        seen.append(key, sizeof key);
+        if (repaired_keys.insert(std::move(seen)).second) {
+          std::string existing;
+          rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), iv->cf, key_slice, &existing);
+          if (s.IsNotFound()) {
+            auto [d, inserted] = digests.try_emplace({start, stream_id, b.partition()});
+            if (inserted) {
+              std::string stored;
+              s = db_->Get(rocksdb::ReadOptions(), default_cf_,
+                           layout::digest_key(iv->name, stream_id, b.partition()), &stored);
+              if (s.ok()) {
+                d->second = layout::decode_digest(stored).value_or(layout::Digest{});
+              } else if (!s.IsNotFound()) {
+                group_error = to_status(s, "cannot read the digest of " + iv->name).error();
+                break;
+              }
+            }
+            d->second.count += 1;
+            d->second.xor_hash ^= layout::key_hash(event_key);
+          } else if (!s.ok()) {
+            group_error = to_status(s, "cannot read " + iv->name).error();
+            break;
+          }
+        }
+      }
+      write_batch_.Put(iv->cf, key_slice, rocksdb::Slice(value.data(), value.size()));
+    }
+    if (group_error) break;
+    if (!errors[i] && !reader.at_end()) {
+      errors[i] = Error(ErrorCode::kInternal, "malformed EventBatch records");
+    }
+    if (errors[i]) {
+      (void)write_batch_.RollbackToSavePoint();  // cannot fail: a save point is set
+      continue;
+    }
+    (void)write_batch_.PopSavePoint();  // cannot fail: a save point is set
+    if (is_new) {
+      char id[4];
+      layout::put_u32_be(id, stream_id);
+      write_batch_.Put(default_cf_, layout::stream_key(b.stream()), rocksdb::Slice(id, 4));
+      new_streams.push_back(NewStream{b.stream(), stream_id});
+    }
+    events_ok += b.size();
+    ++batches_ok;
+  }
+  for (const auto& [k, d] : digests) {
+    const auto& [start, stream_id, partition] = k;
+    write_batch_.Put(default_cf_,
+                     layout::digest_key(intervals_.at(start).name, stream_id, partition),
+                     layout::encode_digest(d));
+  }
+
+  if (group_error) {
+    options_.logger->error("event store: group of {} batches failed: {}", group.size(),
+                           group_error->message);
+    for (auto& err : errors) {
+      if (!err) err = *group_error;
+    }
+    new_streams.clear();
+    events_ok = batches_ok = 0;
+  } else if (write_batch_.Count() > 0) {
+    rocksdb::WriteOptions wo;
+    wo.sync = options_.sync;
+    const rocksdb::Status s = db_->Write(wo, &write_batch_);
+    group_commits_.fetch_add(1, std::memory_order_relaxed);
+    if (!s.ok()) {
+      const Error e = to_status(s, "write failed").error();
+      options_.logger->error("event store: group of {} batches failed: {}", group.size(),
+                             e.message);
+      for (auto& err : errors) {
+        if (!err) err = e;
+      }
+      new_streams.clear();
+      events_ok = batches_ok = 0;
+    }
+  }
+  if (write_batch_.GetDataSize() > kKeepWriteBatchBytes) write_batch_ = rocksdb::WriteBatch();
+  gate.unlock();
+  if (seal_lock.owns_lock()) seal_lock.unlock();
+
+  if (!new_streams.empty()) {
+    std::unique_lock lk(catalog_mu_);
+    for (auto& n : new_streams) streams_.emplace(std::move(n.name), n.id);
+    next_stream_id_ += static_cast<std::uint32_t>(new_streams.size());
+  }
+  finish(events_ok, batches_ok);
+}
+
+// ---- reads ---------------------------------------------------------------------------------
+
+std::optional<std::uint32_t> RocksEventStore::find_stream(std::string_view name) const {
+  std::shared_lock lk(catalog_mu_);
+  auto it = streams_.find(name);
+  if (it == streams_.end()) return std::nullopt;
+  return it->second;
+}
+
+Result<ScanPage> RocksEventStore::scan(const ScanQuery& q) {
+  ScanPage page;
+  page.done = true;
+  page.next_from = q.to;
+  if (!(q.from < q.to)) return page;
+  const auto stream_id = find_stream(q.stream);
+  if (!stream_id) return page;
+
+  std::vector<rocksdb::ColumnFamilyHandle*> cfs;
+  {
+    const std::uint64_t first = layout::interval_start(q.from.time_ms(), interval_ms_);
+    const std::uint64_t last = layout::interval_start(q.to.time_ms(), interval_ms_);
+    std::shared_lock lk(catalog_mu_);
+    for (auto it = intervals_.lower_bound(first); it != intervals_.end() && it->first <= last;
+         ++it) {
+      cfs.push_back(it->second.cf);
+    }
+  }
+  if (cfs.empty()) return page;
+
+  char lower[layout::kEventKeySize];
+  char upper[layout::kEventKeySize];
+  layout::put_prefix(lower, *stream_id, q.partition);
+  layout::put_prefix(upper, *stream_id, q.partition);
+  std::memcpy(lower + layout::kPrefixSize, q.from.data(), Key::kSize);
+  std::memcpy(upper + layout::kPrefixSize, q.to.data(), Key::kSize);
+  const rocksdb::Slice lower_slice(lower, sizeof lower);
+  const rocksdb::Slice upper_slice(upper, sizeof upper);
+
+  // One snapshot so that the page is one point in time across intervals.
+  SnapshotGuard snapshot(db_.get());
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snapshot.get();
+  ro.iterate_upper_bound = &upper_slice;
+  ro.prefix_same_as_start = true;
+  // Batch scans read each range about once: keep them from evicting the cache's hot blocks.
+  ro.fill_cache = false;
+
+  const std::size_t max_events = std::max<std::size_t>(1, q.max_events);
+  std::vector<std::size_t> header_begin;  // per event, into page.header_storage
+  std::string* chunk = nullptr;
+  auto keep = [&](rocksdb::Slice v) -> std::string_view {
+    if (chunk == nullptr || chunk->capacity() - chunk->size() < v.size()) {
+      page.arena.push_back(std::make_unique<std::string>());
+      chunk = page.arena.back().get();
+      chunk->reserve(std::max(v.size(), kArenaChunkBytes));
+    }
+    const std::size_t at = chunk->size();
+    chunk->append(v.data(), v.size());
+    return {chunk->data() + at, v.size()};
+  };
+
+  std::size_t bytes = 0;
+  bool full = false;
+  for (auto* cf : cfs) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, cf));
+    for (it->Seek(lower_slice); it->Valid(); it->Next()) {
+      if (full) {
+        page.done = false;
+        break;
+      }
+      const rocksdb::Slice k = it->key();
+      if (k.size() != layout::kEventKeySize) {
+        return Error(ErrorCode::kStorageError,
+                     "corrupt event key of " + std::to_string(k.size()) + " bytes");
+      }
+      const Key key =
+          Key::from_raw(reinterpret_cast<const std::uint8_t*>(k.data()) + layout::kPrefixSize);
+      header_begin.push_back(page.header_storage.size());
+      layout::DecodedValue decoded;
+      if (!layout::decode_value(keep(it->value()), page.header_storage, &decoded)) {
+        return Error(ErrorCode::kStorageError,
+                     "corrupt event value at " + key.to_text() + " in stream " + q.stream);
+      }
+      page.events.push_back(StoredEvent{key, q.partition, decoded.payload, {}});
+      bytes += decoded.payload.size();
+      full = page.events.size() >= max_events || bytes >= q.max_bytes;
+    }
+    if (!it->status().ok()) return to_status(it->status(), "scan failed").error();
+    if (!page.done) break;
+  }
+
+  // header_storage has stopped growing: now its addresses are stable.
+  for (std::size_t i = 0; i < page.events.size(); ++i) {
+    const std::size_t end =
+        i + 1 < page.events.size() ? header_begin[i + 1] : page.header_storage.size();
+    page.events[i].headers = std::span<const HeaderView>(
+        page.header_storage.data() + header_begin[i], end - header_begin[i]);
+  }
+  if (!page.events.empty()) page.next_from = page.events.back().key.successor();
+  return page;
+}
+
+std::vector<std::string> RocksEventStore::streams() const {
+  std::shared_lock lk(catalog_mu_);
+  std::vector<std::string> names;
+  names.reserve(streams_.size());
+  for (const auto& [name, id] : streams_) names.push_back(name);
+  return names;
+}
+
+Status RocksEventStore::put_meta(std::string_view name, std::string_view value) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  const rocksdb::Status s =
+      db_->Put(wo, default_cf_, layout::meta_key(name), rocksdb::Slice(value.data(), value.size()));
+  if (!s.ok()) return to_status(s, "cannot store meta " + std::string(name));
+  return {};
+}
+
+Result<std::optional<std::string>> RocksEventStore::get_meta(std::string_view name) {
+  std::string value;
+  const rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), default_cf_, layout::meta_key(name), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  if (!s.ok()) return to_status(s, "cannot read meta " + std::string(name)).error();
+  return std::optional<std::string>(std::move(value));
+}
+
+// ---- sealing -------------------------------------------------------------------------------
+
+Result<std::size_t> RocksEventStore::seal_old_intervals(std::uint64_t now_ms) {
+  std::lock_guard seal_lock(seal_mu_);
+  const auto seal_after =
+      static_cast<std::uint64_t>(std::max<std::int64_t>(0, options_.seal_after.count()));
+
+  std::vector<std::pair<std::uint64_t, Interval>> candidates;
+  std::optional<SnapshotGuard> snapshot;
+  {
+    std::lock_guard gate(gate_mu_);
+    {
+      std::shared_lock lk(catalog_mu_);
+      for (const auto& [start, iv] : intervals_) {
+        if (start + interval_ms_ + seal_after > now_ms) break;  // ordered by start
+        if (!sealed_.count(start)) candidates.emplace_back(start, iv);
+      }
+    }
+    if (candidates.empty()) return std::size_t{0};
+    // From here on normal writes into these intervals are refused, and the writer is not
+    // between building and writing a group: the snapshot holds everything they will hold.
+    for (const auto& c : candidates) sealed_.insert(c.first);
+    snapshot.emplace(db_.get());
+  }
+  auto unseal = [&] {
+    std::lock_guard gate(gate_mu_);
+    for (const auto& c : candidates) sealed_.erase(c.first);
+  };
+
+  rocksdb::WriteBatch batch;
+  const std::string seal_time = std::to_string(now_ms);
+  std::size_t digest_count = 0;
+  for (const auto& [start, iv] : candidates) {
+    std::map<std::pair<std::uint32_t, std::uint32_t>, layout::Digest> digests;
+    rocksdb::ReadOptions ro;
+    ro.snapshot = snapshot->get();
+    ro.total_order_seek = true;
+    ro.fill_cache = false;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, iv.cf));
+    std::pair<std::uint32_t, std::uint32_t> last_id{0, 0};
+    layout::Digest* d = nullptr;
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const rocksdb::Slice k = it->key();
+      if (k.size() != layout::kEventKeySize) continue;
+      const std::pair id{layout::get_u32_be(k.data()), layout::get_u32_be(k.data() + 4)};
+      if (d == nullptr || id != last_id) {
+        d = &digests[id];
+        last_id = id;
+      }
+      d->count += 1;
+      d->xor_hash ^= layout::key_hash(k.data() + layout::kPrefixSize);
+    }
+    if (!it->status().ok()) {
+      unseal();
+      return to_status(it->status(), "cannot digest interval " + iv.name).error();
+    }
+    batch.Put(default_cf_, layout::sealed_key(iv.name), seal_time);
+    for (const auto& [id, digest] : digests) {
+      batch.Put(default_cf_, layout::digest_key(iv.name, id.first, id.second),
+                layout::encode_digest(digest));
+    }
+    digest_count += digests.size();
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  if (const rocksdb::Status s = db_->Write(wo, &batch); !s.ok()) {
+    unseal();
+    return to_status(s, "cannot store seal markers").error();
+  }
+  sealed_count_.fetch_add(candidates.size(), std::memory_order_relaxed);
+  for (const auto& c : candidates) {
+    options_.logger->info("event store: sealed interval {}", c.second.name);
+  }
+  options_.logger->info("event store: sealed {} intervals, {} partition digests", candidates.size(),
+                        digest_count);
+  return candidates.size();
+}
+
+Result<std::optional<IntervalDigest>> RocksEventStore::digest(std::string_view stream,
+                                                              std::uint32_t partition,
+                                                              std::uint64_t interval_start_ms) {
+  // Not while a seal is computing digests or a repair write is updating one.
+  std::lock_guard seal_lock(seal_mu_);
+  {
+    std::lock_guard gate(gate_mu_);
+    if (!sealed_.count(interval_start_ms)) return std::optional<IntervalDigest>();
+  }
+  IntervalDigest result{interval_start_ms, 0, 0};
+  const auto stream_id = find_stream(stream);
+  if (!stream_id) return std::optional<IntervalDigest>(result);
+  std::string value;
+  const rocksdb::Status s = db_->Get(
+      rocksdb::ReadOptions(), default_cf_,
+      layout::digest_key(layout::interval_cf_name(interval_start_ms), *stream_id, partition),
+      &value);
+  if (s.IsNotFound()) return std::optional<IntervalDigest>(result);
+  if (!s.ok()) return to_status(s, "cannot read digest").error();
+  const auto d = layout::decode_digest(value);
+  if (!d)
+    return Error(ErrorCode::kStorageError, "corrupt digest for stream " + std::string(stream));
+  result.count = d->count;
+  result.xor_hash = d->xor_hash;
+  return std::optional<IntervalDigest>(result);
+}
+
+Stats RocksEventStore::stats() const {
+  Stats s;
+  s.events_written = events_written_.load(std::memory_order_relaxed);
+  s.batches_written = batches_written_.load(std::memory_order_relaxed);
+  s.group_commits = group_commits_.load(std::memory_order_relaxed);
+  s.queued_bytes = queued_bytes_.load(std::memory_order_relaxed);
+  s.intervals = interval_count_.load(std::memory_order_relaxed);
+  s.sealed_intervals = sealed_count_.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace alldata::storage

@@ -1,0 +1,116 @@
+// The RocksDB implementation of EventStore. Kept out of the public headers so that nothing
+// outside storage/ sees a RocksDB type.
+//
+// Lifecycle: open() opens RocksDB and starts the writer thread; the destructor refuses new
+// writes (kShuttingDown), lets the writer drain what is queued, joins it and closes RocksDB.
+//
+// Threads and locks (always taken in this order):
+//   seal_mu_     one seal_old_intervals() at a time; the writer takes it too for a group
+//                that holds a repair write into a sealed interval, so it never updates a
+//                digest that is being computed.
+//   gate_mu_     held by the writer from building a group's WriteBatch until RocksDB has
+//                written it, and by sealing while it marks intervals sealed: once an
+//                interval is marked, no normal write can still land in it.
+//   catalog_mu_  (shared) the interval and stream maps. Only the writer thread changes
+//                them, so it reads them without the lock; everyone else takes it shared.
+//   queue_mu_    the writer's queue.
+#pragma once
+
+#include "alldata/storage/event_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/write_batch.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <thread>
+
+
+namespace alldata::storage {
+
+class RocksEventStore final : public EventStore {
+  struct Token {};  // only open() constructs
+
+ public:
+  static Result<std::unique_ptr<RocksEventStore>> open(Options options);
+
+  RocksEventStore(Token, Options options);
+  ~RocksEventStore() override;
+  RocksEventStore(const RocksEventStore&) = delete;
+  RocksEventStore& operator=(const RocksEventStore&) = delete;
+
+  void write(EventBatch batch, std::function<void(Status)> done) override;
+  Result<ScanPage> scan(const ScanQuery& query) override;
+  std::vector<std::string> streams() const override;
+  Status put_meta(std::string_view name, std::string_view value) override;
+  Result<std::optional<std::string>> get_meta(std::string_view name) override;
+  Result<std::size_t> seal_old_intervals(std::uint64_t now_ms) override;
+  Result<std::optional<IntervalDigest>> digest(std::string_view stream, std::uint32_t partition,
+                                               std::uint64_t interval_start_ms) override;
+  Stats stats() const override;
+  const Options& options() const override { return options_; }
+
+ private:
+  struct Pending {
+    EventBatch batch;
+    std::function<void(Status)> done;
+  };
+  struct Interval {
+    std::string name;
+    rocksdb::ColumnFamilyHandle* cf = nullptr;  // owned by db_, destroyed in ~RocksEventStore
+  };
+  struct NewStream {
+    std::string name;
+    std::uint32_t id;
+  };
+
+  Status load();  // reads meta, catalog and seal markers after DB::Open
+  void run_writer();
+  void write_group(std::vector<Pending>& group);
+  // Creates the column families of intervals the group writes to that do not exist yet.
+  Status create_intervals(const std::vector<Pending>& group);
+  Result<rocksdb::ColumnFamilyHandle*> create_interval(std::uint64_t start_ms);
+  std::optional<std::uint32_t> find_stream(std::string_view name) const;  // takes catalog_mu_
+  Status to_status(const rocksdb::Status& s, std::string_view what) const;
+  void close();
+
+  Options options_;
+  std::uint64_t interval_ms_;
+  std::shared_ptr<rocksdb::Cache> cache_;  // one block cache for every interval
+  rocksdb::ColumnFamilyOptions interval_options_;
+  rocksdb::ColumnFamilyOptions meta_options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;    // owned by db_
+  std::vector<rocksdb::ColumnFamilyHandle*> other_cfs_;  // not intervals
+  rocksdb::WriteBatch write_batch_;                      // writer thread only
+
+  mutable std::mutex seal_mu_;
+  mutable std::mutex gate_mu_;
+  std::set<std::uint64_t> sealed_;  // interval starts; guarded by gate_mu_
+
+  mutable std::shared_mutex catalog_mu_;
+  std::map<std::uint64_t, Interval> intervals_;                // by start
+  std::map<std::string, std::uint32_t, std::less<>> streams_;  // name -> id
+  std::uint32_t next_stream_id_ = 1;                           // writer thread only
+
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::deque<Pending> queue_;  // guarded by queue_mu_
+  bool stopping_ = false;      // guarded by queue_mu_
+  std::atomic<std::uint64_t> queued_bytes_{0};
+
+  std::atomic<std::uint64_t> events_written_{0};
+  std::atomic<std::uint64_t> batches_written_{0};
+  std::atomic<std::uint64_t> group_commits_{0};
+  std::atomic<std::uint64_t> sealed_count_{0};
+  std::atomic<std::uint64_t> interval_count_{0};
+
+  std::thread writer_;
+};
+
+}  // namespace alldata::storage
