@@ -75,7 +75,9 @@ TEST_F(BadInputTest, GarbageBytesCloseOnlyThatConnection) {
     for (int i = 0; i < 4096; ++i) garbage.push_back(static_cast<char>(rng()));
     c.send_bytes(garbage);
     auto r = c.read();
-    if (r) EXPECT_EQ(r->error(), ErrorCode::kBadRequest) << r->message();
+    if (r) {
+      EXPECT_EQ(r->error(), ErrorCode::kBadRequest) << r->message();
+    }
     EXPECT_TRUE(c.closed_by_peer());
   }
   // A well-formed length with a garbage body.

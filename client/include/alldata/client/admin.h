@@ -1,0 +1,61 @@
+// Admin asks a broker about the cluster: members, partitioning, the completeness
+// watermark, streams. It is the library side of `alldata cluster`.
+#pragma once
+
+#include "alldata/client/types.h"
+#include "alldata/protocol/error.h"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace alldata::client {
+
+struct MemberInfo {
+  std::string node_id;
+  std::string client_address;  // host:port
+  std::string peer_address;    // host:port, empty when not a cluster member
+  std::string zone;
+  std::string region;
+  bool live = false;
+  double phi = 0;              // failure-detector suspicion (higher = less likely alive)
+  std::uint64_t pending_hints = 0;
+};
+
+struct ClusterMetadata {
+  std::string node_id;         // the broker that answered
+  std::uint32_t partitions = 0;
+  std::uint32_t replication_factor = 0;
+  std::chrono::milliseconds interval{0};  // length of a storage interval
+  std::vector<MemberInfo> members;
+  std::vector<std::string> streams;
+  std::uint64_t watermark_ms = 0;  // ranges ending below this time are complete; 0 = unknown
+  std::string version;             // the broker's software version
+  bool sync = false;               // whether writes are fsynced before acknowledgement
+};
+
+// Not thread-safe. Holds one connection, opened by connect().
+class Admin {
+ public:
+  // Connects to the first reachable bootstrap broker. kConnectionFailed if none answers
+  // within config.retry_timeout.
+  static Result<std::unique_ptr<Admin>> connect(ClientConfig config);
+
+  ~Admin();
+  Admin(const Admin&) = delete;
+  Admin& operator=(const Admin&) = delete;
+
+  // What the connected broker reports. Retries on the next broker like the Scanner.
+  Result<ClusterMetadata> metadata(bool include_streams = true);
+
+  const BrokerInfo& broker() const;
+
+ private:
+  class Impl;
+  explicit Admin(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace alldata::client

@@ -1,0 +1,82 @@
+// Value types shared by the Producer, Scanner and Admin: commit levels, headers, events
+// read back, and the connection settings every client object takes. Plain data, copyable;
+// nothing here touches the network.
+#pragma once
+
+#include "alldata/protocol/error.h"
+#include "alldata/protocol/key.h"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace spdlog {
+class logger;
+}
+
+namespace alldata::client {
+
+// How many replicas must hold a write before the broker acknowledges it
+// (see ARCHITECTURE "Coordinator"): ANY = durably stored somewhere, a hint counts;
+// ONE = one replica of the partition; QUORUM = floor(RF/2)+1 replicas; ALL = every replica.
+enum class CommitLevel : std::uint8_t { kAny = 0, kOne = 1, kQuorum = 2, kAll = 3 };
+
+// "ANY", "ONE", "QUORUM", "ALL".
+std::string_view to_string(CommitLevel level) noexcept;
+// Case-insensitive inverse of to_string(); kBadRequest naming the accepted words otherwise.
+Result<CommitLevel> parse_commit_level(std::string_view text);
+
+// An event header: a name and opaque bytes.
+struct Header {
+  std::string name;
+  std::string value;
+
+  friend bool operator==(const Header&, const Header&) = default;
+};
+
+// One event as read back by a Scanner.
+struct Event {
+  Key key;                     // unique in the cluster; byte order is time order
+  std::uint32_t partition = 0; // the stream partition it is stored in
+  std::string payload;         // opaque bytes
+  std::vector<Header> headers;
+};
+
+// Splits "host:port[,host:port...]" and checks each address (a host, or [v6] in brackets,
+// and a port 1..65535). kBadRequest on an empty list or a malformed address.
+Result<std::vector<std::string>> parse_broker_list(std::string_view text);
+
+// Connection settings of a Scanner or an Admin.
+struct ClientConfig {
+  // "host:port" of brokers to try, in order; any broker serves any request.
+  std::vector<std::string> bootstrap;
+  // Free text the broker puts in its logs.
+  std::string client_id = "alldata-client";
+  // Deadline for the TCP connect (including name resolution) to one broker.
+  std::chrono::milliseconds connect_timeout{10'000};
+  // Deadline for one request's answer; past it the connection is dropped and, if the
+  // retry budget allows, the request is sent again on the next broker.
+  std::chrono::milliseconds request_timeout{30'000};
+  // How long connection failures and retriable broker errors are retried, with back-off,
+  // before the caller sees them. 0 = never retry.
+  std::chrono::milliseconds retry_timeout{30'000};
+  // Where the client logs connection changes (warn and info). nullptr = no logging.
+  std::shared_ptr<spdlog::logger> logger;
+};
+
+// What a broker says about itself when a session starts (the hello answer).
+struct BrokerInfo {
+  std::string address;           // the "host:port" this client connected to
+  std::string node_id;
+  std::uint32_t protocol_version = 0;
+  std::uint32_t partitions = 0;  // partitions per stream in the cluster
+  std::uint32_t max_frame_bytes = 0;
+  std::uint32_t max_event_bytes = 0;
+  std::uint32_t max_key_skew_ms = 0;
+  std::uint64_t origin = 0;      // the broker's origin id in keys it makes
+};
+
+}  // namespace alldata::client

@@ -1,0 +1,241 @@
+#include "client_wire.h"
+
+#include "alldata/protocol/wire.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/write.hpp>
+
+#include <charconv>
+#include <cstring>
+
+namespace alldata::client::detail {
+
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+std::string ms_text(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
+
+}  // namespace
+
+Result<HostPort> parse_host_port(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return Error(ErrorCode::kBadRequest,
+                 "bad broker address '" + std::string(text) + "': " + std::string(why) +
+                     " (expected host:port, e.g. 127.0.0.1:7400 or [::1]:7400)");
+  };
+  HostPort hp;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos) return bad("missing ']'");
+    hp.host = std::string(text.substr(1, close - 1));
+    if (close + 1 >= text.size() || text[close + 1] != ':') return bad("missing :port");
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return bad("missing :port");
+    hp.host = std::string(text.substr(0, colon));
+    if (hp.host.find(':') != std::string::npos) return bad("put IPv6 addresses in brackets");
+    port = text.substr(colon + 1);
+  }
+  if (hp.host.empty()) return bad("empty host");
+  unsigned value = 0;
+  auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || p != port.data() + port.size() || value == 0 ||
+      value > 65535) {
+    return bad("port must be 1..65535");
+  }
+  hp.port = std::string(port);
+  return hp;
+}
+
+wire::CommitLevel to_wire(CommitLevel level) noexcept {
+  switch (level) {
+    case CommitLevel::kAny: return wire::CommitLevel::ANY;
+    case CommitLevel::kOne: return wire::CommitLevel::ONE;
+    case CommitLevel::kQuorum: return wire::CommitLevel::QUORUM;
+    case CommitLevel::kAll: return wire::CommitLevel::ALL;
+  }
+  return wire::CommitLevel::QUORUM;
+}
+
+Error connection_error(const boost::system::error_code& ec, std::string_view what,
+                       std::string_view address) {
+  std::string m(what);
+  m += " ";
+  m += address;
+  m += ": ";
+  m += ec == asio::error::eof ? std::string("connection closed by the broker") : ec.message();
+  return Error(ErrorCode::kConnectionFailed, std::move(m));
+}
+
+Error broker_error(wire::ErrorCode code, std::string_view message, std::string_view address) {
+  std::string m(message);
+  if (m.empty()) m = "(no message)";
+  m += " [broker ";
+  m += address;
+  m += "]";
+  return Error(protocol::from_wire(code), std::move(m));
+}
+
+Error protocol_error(std::string_view what, std::string_view address) {
+  return Error(ErrorCode::kProtocolError,
+               "cannot decode the answer of broker " + std::string(address) + ": " +
+                   std::string(what));
+}
+
+namespace {
+
+asio::awaitable<Status> resolve_and_connect(tcp::socket& socket, const HostPort& address,
+                                            const std::string& text) {
+  auto ex = co_await asio::this_coro::executor;
+  tcp::resolver resolver(ex);
+  auto [ec, endpoints] = co_await resolver.async_resolve(address.host, address.port, kAsTuple);
+  if (ec) co_return connection_error(ec, "cannot resolve", text);
+  auto [ec2, endpoint] = co_await asio::async_connect(socket, endpoints, kAsTuple);
+  if (ec2) co_return connection_error(ec2, "cannot connect to", text);
+  boost::system::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  co_return Status{};
+}
+
+std::string address_text(const HostPort& a) {
+  return a.host.find(':') != std::string::npos ? "[" + a.host + "]:" + a.port
+                                               : a.host + ":" + a.port;
+}
+
+}  // namespace
+
+asio::awaitable<Status> connect_socket(tcp::socket& socket, const HostPort& address,
+                                       std::chrono::milliseconds timeout) {
+  const std::string text = address_text(address);
+  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+  auto r = co_await (resolve_and_connect(socket, address, text) || timer.async_wait(kAsTuple));
+  if (r.index() == 0) co_return std::get<0>(std::move(r));
+  boost::system::error_code ignored;
+  socket.close(ignored);
+  co_return Error(ErrorCode::kConnectionFailed,
+                  "cannot connect to " + text + ": no answer within " + ms_text(timeout));
+}
+
+asio::awaitable<Result<protocol::FrameBuffer>> read_frame(tcp::socket& socket,
+                                                          std::string_view address) {
+  std::uint8_t header[protocol::kFrameHeaderBytes];
+  auto [ec, n] = co_await asio::async_read(socket, asio::buffer(header), kAsTuple);
+  if (ec) co_return connection_error(ec, "lost connection to", address);
+  const std::uint32_t length = protocol::read_frame_length(header);
+  if (auto ok = protocol::check_frame_length(length, kMaxResponseFrameBytes); !ok) {
+    co_return protocol_error(ok.error().message, address);
+  }
+  protocol::FrameBuffer frame(length);
+  auto [ec2, n2] = co_await asio::async_read(socket, asio::buffer(frame.data(), length), kAsTuple);
+  if (ec2) co_return connection_error(ec2, "lost connection to", address);
+  co_return frame;
+}
+
+asio::awaitable<Result<protocol::FrameBuffer>> read_frame_within(
+    tcp::socket& socket, std::string_view address, std::chrono::milliseconds timeout) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+  auto r = co_await (read_frame(socket, address) || timer.async_wait(kAsTuple));
+  if (r.index() == 0) co_return std::get<0>(std::move(r));
+  co_return Error(ErrorCode::kTimeout, "broker " + std::string(address) +
+                                           " did not answer within " + ms_text(timeout));
+}
+
+namespace {
+
+asio::awaitable<Status> write_all(tcp::socket& socket, std::string_view bytes,
+                                  std::string_view address) {
+  auto [ec, n] = co_await asio::async_write(socket, asio::buffer(bytes), kAsTuple);
+  if (ec) co_return connection_error(ec, "lost connection to", address);
+  co_return Status{};
+}
+
+}  // namespace
+
+asio::awaitable<Status> write_within(tcp::socket& socket, std::string_view bytes,
+                                     std::string_view address, std::chrono::milliseconds timeout) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+  auto r = co_await (write_all(socket, bytes, address) || timer.async_wait(kAsTuple));
+  if (r.index() == 0) co_return std::get<0>(std::move(r));
+  co_return Error(ErrorCode::kTimeout, "broker " + std::string(address) +
+                                           " did not take a request within " + ms_text(timeout));
+}
+
+asio::awaitable<Result<BrokerInfo>> open_session(tcp::socket& socket, const HostPort& address,
+                                                 std::string_view client_id,
+                                                 std::uint64_t correlation_id,
+                                                 std::chrono::milliseconds connect_timeout,
+                                                 std::chrono::milliseconds request_timeout) {
+  const std::string text = address_text(address);
+  if (auto ok = co_await connect_socket(socket, address, connect_timeout); !ok) {
+    co_return ok.error();
+  }
+  std::string frame;
+  {
+    capnp::MallocMessageBuilder message(64);
+    auto request = message.initRoot<wire::Request>();
+    request.setCorrelationId(correlation_id);
+    auto hello = request.initHello();
+    hello.setProtocolVersion(wire::PROTOCOL_VERSION);
+    hello.setClientId(protocol::text(client_id));
+    hello.setRole(wire::Role::CLIENT);
+    protocol::append_frame(message, frame);
+  }
+  if (auto ok = co_await write_within(socket, frame, text, request_timeout); !ok) {
+    co_return ok.error();
+  }
+  auto answer = co_await read_frame_within(socket, text, request_timeout);
+  if (!answer) co_return answer.error();
+  co_return with_response(*answer, text, [&](wire::Response::Reader r) -> Result<BrokerInfo> {
+    if (r.getError() != wire::ErrorCode::OK) {
+      return broker_error(r.getError(), protocol::view(r.getMessage()), text);
+    }
+    if (r.getCorrelationId() != correlation_id || !r.isHello()) {
+      return protocol_error("expected the answer to hello", text);
+    }
+    auto h = r.getHello();
+    BrokerInfo info;
+    info.address = text;
+    info.node_id = std::string(protocol::view(h.getNodeId()));
+    info.protocol_version = h.getProtocolVersion();
+    info.partitions = h.getPartitions();
+    info.max_frame_bytes = h.getMaxFrameBytes();
+    info.max_event_bytes = h.getMaxEventBytes();
+    info.max_key_skew_ms = h.getMaxKeySkewMs();
+    info.origin = h.getOrigin();
+    if (info.partitions == 0) return protocol_error("hello answer says 0 partitions", text);
+    return info;
+  });
+}
+
+void frame_buffers(capnp::MessageBuilder& message, std::string& header,
+                   std::vector<asio::const_buffer>& out) {
+  auto segments = message.getSegmentsForOutput();
+  const std::size_t count = segments.size();
+  const std::size_t table_bytes = ((count + 2) / 2) * 8;
+  std::size_t body = table_bytes;
+  for (auto& s : segments) body += s.size() * sizeof(capnp::word);
+  header.assign(protocol::kFrameHeaderBytes + table_bytes, '\0');
+  auto* p = reinterpret_cast<std::uint8_t*>(header.data());
+  protocol::write_frame_length(p, static_cast<std::uint32_t>(body));
+  auto put_le = [](std::uint8_t* q, std::uint32_t v) {
+    q[0] = static_cast<std::uint8_t>(v);
+    q[1] = static_cast<std::uint8_t>(v >> 8);
+    q[2] = static_cast<std::uint8_t>(v >> 16);
+    q[3] = static_cast<std::uint8_t>(v >> 24);
+  };
+  p += protocol::kFrameHeaderBytes;
+  put_le(p, static_cast<std::uint32_t>(count - 1));
+  for (std::size_t i = 0; i < count; ++i) {
+    put_le(p + 4 + 4 * i, static_cast<std::uint32_t>(segments[i].size()));
+  }
+  out.emplace_back(header.data(), header.size());
+  for (auto& s : segments) out.emplace_back(s.begin(), s.size() * sizeof(capnp::word));
+}
+
+}  // namespace alldata::client::detail

@@ -1,0 +1,58 @@
+#include "alldata/client/types.h"
+
+#include "client_wire.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace alldata::client {
+
+std::string_view to_string(CommitLevel level) noexcept {
+  switch (level) {
+    case CommitLevel::kAny: return "ANY";
+    case CommitLevel::kOne: return "ONE";
+    case CommitLevel::kQuorum: return "QUORUM";
+    case CommitLevel::kAll: return "ALL";
+  }
+  return "QUORUM";
+}
+
+Result<CommitLevel> parse_commit_level(std::string_view text) {
+  std::string upper(text);
+  std::transform(upper.begin(), upper.end(), upper.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  for (auto level : {CommitLevel::kAny, CommitLevel::kOne, CommitLevel::kQuorum,
+                     CommitLevel::kAll}) {
+    if (upper == to_string(level)) return level;
+  }
+  return Error(ErrorCode::kBadRequest,
+               "unknown commit level '" + std::string(text) + "': use ANY, ONE, QUORUM or ALL");
+}
+
+Result<std::vector<std::string>> parse_broker_list(std::string_view text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    auto comma = text.find(',', start);
+    if (comma == std::string_view::npos) comma = text.size();
+    auto item = text.substr(start, comma - start);
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.front()))) {
+      item.remove_prefix(1);
+    }
+    while (!item.empty() && std::isspace(static_cast<unsigned char>(item.back()))) {
+      item.remove_suffix(1);
+    }
+    if (!item.empty()) {
+      auto hp = detail::parse_host_port(item);
+      if (!hp) return hp.error();
+      out.emplace_back(item);
+    }
+    start = comma + 1;
+  }
+  if (out.empty()) {
+    return Error(ErrorCode::kBadRequest, "no broker address given (expected host:port)");
+  }
+  return out;
+}
+
+}  // namespace alldata::client

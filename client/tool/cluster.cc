@@ -1,0 +1,155 @@
+// `alldata cluster`: what a broker reports about the cluster (Admin::metadata), as a
+// readable summary and member table, or as one JSON object.
+#include "tool.h"
+
+#include "alldata/client/admin.h"
+
+#include <cstdio>
+
+namespace alldata::tool {
+
+namespace {
+
+struct ClusterOptions {
+  ConnectOptions connect;
+  bool json = false;
+};
+
+std::string duration_text(std::chrono::milliseconds d) {
+  using namespace std::chrono;
+  if (d.count() == 0) return "unknown";
+  if (d % hours(24) == milliseconds(0)) return "P" + std::to_string(d / hours(24)) + "D";
+  if (d % hours(1) == milliseconds(0)) return "PT" + std::to_string(d / hours(1)) + "H";
+  if (d % minutes(1) == milliseconds(0)) return "PT" + std::to_string(d / minutes(1)) + "M";
+  return std::to_string(d.count()) + " ms";
+}
+
+std::string to_json(const client::ClusterMetadata& m) {
+  std::string out = "{\"node_id\":";
+  append_json_string(out, m.node_id);
+  out += ",\"version\":";
+  append_json_string(out, m.version);
+  out += ",\"partitions\":" + std::to_string(m.partitions);
+  out += ",\"replication_factor\":" + std::to_string(m.replication_factor);
+  out += ",\"interval_ms\":" + std::to_string(m.interval.count());
+  out += ",\"sync\":";
+  out += m.sync ? "true" : "false";
+  out += ",\"watermark_ms\":" + std::to_string(m.watermark_ms);
+  out += ",\"watermark\":";
+  if (m.watermark_ms == 0) {
+    out += "null";
+  } else {
+    append_json_string(out, format_time_ms(m.watermark_ms));
+  }
+  out += ",\"members\":[";
+  for (std::size_t i = 0; i < m.members.size(); ++i) {
+    const auto& mi = m.members[i];
+    if (i > 0) out.push_back(',');
+    out += "{\"node_id\":";
+    append_json_string(out, mi.node_id);
+    out += ",\"client_address\":";
+    append_json_string(out, mi.client_address);
+    out += ",\"peer_address\":";
+    append_json_string(out, mi.peer_address);
+    out += ",\"zone\":";
+    append_json_string(out, mi.zone);
+    out += ",\"region\":";
+    append_json_string(out, mi.region);
+    out += ",\"live\":";
+    out += mi.live ? "true" : "false";
+    char phi[32];
+    std::snprintf(phi, sizeof phi, "%.3f", mi.phi);
+    out += ",\"phi\":";
+    out += phi;
+    out += ",\"pending_hints\":" + std::to_string(mi.pending_hints) + "}";
+  }
+  out += "],\"streams\":[";
+  for (std::size_t i = 0; i < m.streams.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    append_json_string(out, m.streams[i]);
+  }
+  out += "]}\n";
+  return out;
+}
+
+void print_table(const client::ClusterMetadata& m) {
+  std::printf("answered by         %s (version %s)\n", m.node_id.c_str(),
+              m.version.empty() ? "?" : m.version.c_str());
+  std::printf("partitions          %u per stream\n", m.partitions);
+  std::printf("replication factor  %u\n", m.replication_factor);
+  std::printf("interval            %s\n", duration_text(m.interval).c_str());
+  std::printf("sync                %s\n", m.sync ? "on (acks after fsync)" : "off");
+  std::printf("watermark           %s\n",
+              m.watermark_ms == 0 ? "unknown"
+                                  : (format_time_ms(m.watermark_ms) + " (ranges before it are "
+                                                                       "complete)")
+                                        .c_str());
+  std::printf("\nMEMBERS (%zu)\n", m.members.size());
+  std::size_t w_node = 7, w_client = 6, w_peer = 4, w_zone = 4, w_region = 6;
+  for (const auto& mi : m.members) {
+    w_node = std::max(w_node, mi.node_id.size());
+    w_client = std::max(w_client, mi.client_address.size());
+    w_peer = std::max(w_peer, mi.peer_address.size());
+    w_zone = std::max(w_zone, mi.zone.size());
+    w_region = std::max(w_region, mi.region.size());
+  }
+  auto row = [&](const std::string& node, const std::string& client, const std::string& peer,
+                 const std::string& zone, const std::string& region, const std::string& state,
+                 const std::string& phi, const std::string& hints) {
+    std::printf("%-*s  %-*s  %-*s  %-*s  %-*s  %-5s  %7s  %s\n", static_cast<int>(w_node),
+                node.c_str(), static_cast<int>(w_client), client.c_str(),
+                static_cast<int>(w_peer), peer.c_str(), static_cast<int>(w_zone), zone.c_str(),
+                static_cast<int>(w_region), region.c_str(), state.c_str(), phi.c_str(),
+                hints.c_str());
+  };
+  row("NODE-ID", "CLIENT", "PEER", "ZONE", "REGION", "STATE", "PHI", "HINTS");
+  for (const auto& mi : m.members) {
+    char phi[32];
+    std::snprintf(phi, sizeof phi, "%.2f", mi.phi);
+    row(mi.node_id, mi.client_address, mi.peer_address.empty() ? "-" : mi.peer_address,
+        mi.zone.empty() ? "-" : mi.zone, mi.region.empty() ? "-" : mi.region,
+        mi.live ? "live" : "dead", phi, std::to_string(mi.pending_hints));
+  }
+  std::printf("\nSTREAMS (%zu)\n", m.streams.size());
+  for (const auto& s : m.streams) std::printf("%s\n", s.c_str());
+}
+
+int run_cluster(const ClusterOptions& o) {
+  auto bootstrap = bootstrap_or_complain(o.connect);
+  if (!bootstrap) return 2;
+  client::ClientConfig config;
+  config.bootstrap = *bootstrap;
+  config.client_id = o.connect.client_id;
+  config.retry_timeout = std::chrono::seconds(5);
+  config.logger = stderr_logger(o.connect.verbose);
+  auto admin = client::Admin::connect(config);
+  if (!admin) {
+    complain("cluster", admin.error());
+    return 1;
+  }
+  auto m = (*admin)->metadata(true);
+  if (!m) {
+    complain("cluster", m.error());
+    return 1;
+  }
+  if (o.json) {
+    std::fputs(to_json(*m).c_str(), stdout);
+  } else {
+    print_table(*m);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_cluster(CLI::App& app, Runner& run) {
+  auto o = std::make_shared<ClusterOptions>();
+  auto* cmd = app.add_subcommand(
+      "cluster", "Show what a broker reports: members and their state, partitions, "
+                 "replication factor, interval, completeness watermark, streams.");
+  add_connect_options(*cmd, o->connect);
+  cmd->add_flag("--json", o->json, "Print one JSON object instead of a table");
+  cmd->callback([o, &run] { run = [o] { return run_cluster(*o); }; });
+}
+
+}  // namespace alldata::tool

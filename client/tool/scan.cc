@@ -1,0 +1,164 @@
+// `alldata scan`: a key range of a stream to stdout, in key order: raw payload lines or
+// JSON lines with key, time, stream, partition, payload (and headers).
+#include "tool.h"
+
+#include "alldata/client/scanner.h"
+
+#include <cstdio>
+
+namespace alldata::tool {
+
+namespace {
+
+struct ScanCliOptions {
+  ConnectOptions connect;
+  std::string stream;
+  std::string from;
+  std::string to;
+  std::string format = "raw";
+  std::uint32_t partition = 0;
+  bool has_partition = false;
+  std::uint64_t limit = 0;
+  std::uint32_t page_events = 0;
+  bool print_cursor = false;
+};
+
+void format_jsonl(std::string& out, const std::string& stream, const client::Event& e) {
+  out += "{\"key\":";
+  append_json_string(out, e.key.to_text());
+  out += ",\"time\":";
+  append_json_string(out, format_time_ms(e.key.time_ms()));
+  out.push_back(',');
+  append_json_bytes(out, "stream", stream);
+  out += ",\"partition\":";
+  out += std::to_string(e.partition);
+  out.push_back(',');
+  append_json_bytes(out, "payload", e.payload);
+  if (!e.headers.empty()) {
+    out += ",\"headers\":[";
+    for (std::size_t i = 0; i < e.headers.size(); ++i) {
+      if (i > 0) out.push_back(',');
+      out.push_back('{');
+      append_json_bytes(out, "name", e.headers[i].name);
+      out.push_back(',');
+      append_json_bytes(out, "value", e.headers[i].value);
+      out.push_back('}');
+    }
+    out.push_back(']');
+  }
+  out += "}\n";
+}
+
+int run_scan(const ScanCliOptions& o) {
+  auto bootstrap = bootstrap_or_complain(o.connect);
+  if (!bootstrap) return 2;
+  if (o.format != "raw" && o.format != "jsonl") {
+    complain("--format", Error(ErrorCode::kBadRequest, "use raw or jsonl"));
+    return 2;
+  }
+  client::ScanOptions options;
+  options.stream = o.stream;
+  if (!o.from.empty()) {
+    auto k = Key::parse(o.from);
+    if (!k) {
+      complain("--from", k.error());
+      return 2;
+    }
+    options.from = *k;
+  }
+  if (!o.to.empty()) {
+    auto k = Key::parse(o.to);
+    if (!k) {
+      complain("--to", k.error());
+      return 2;
+    }
+    options.to = *k;
+  }
+  if (o.has_partition) options.partition = o.partition;
+  options.page_events = o.page_events;
+  client::ClientConfig config;
+  config.bootstrap = *bootstrap;
+  config.client_id = o.connect.client_id;
+  config.logger = stderr_logger(o.connect.verbose);
+  auto scanner = client::Scanner::open(config, options);
+  if (!scanner) {
+    complain("scan", scanner.error());
+    return 1;
+  }
+  static char stdout_buffer[1 << 20];
+  std::setvbuf(stdout, stdout_buffer, _IOFBF, sizeof stdout_buffer);
+  const bool raw = o.format == "raw";
+  std::string out;
+  std::uint64_t printed = 0;
+  int code = 0;
+  for (;;) {
+    std::size_t want = 1000;
+    if (o.limit != 0) want = static_cast<std::size_t>(std::min<std::uint64_t>(want, o.limit - printed));
+    if (want == 0) break;
+    auto page = (*scanner)->next_page(want);
+    if (!page) {
+      std::fflush(stdout);
+      complain("scan", page.error());
+      code = 1;
+      break;
+    }
+    if (page->empty()) break;
+    out.clear();
+    for (const auto& e : *page) {
+      if (raw) {
+        out += e.payload;
+        out.push_back('\n');
+      } else {
+        format_jsonl(out, o.stream, e);
+      }
+    }
+    printed += page->size();
+    if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size()) {
+      std::perror("alldata: writing stdout");
+      return 1;
+    }
+  }
+  if (std::fflush(stdout) != 0) {
+    std::perror("alldata: writing stdout");
+    code = 1;
+  }
+  if (o.print_cursor) {
+    std::fprintf(stderr, "cursor: %s\n", (*scanner)->cursor().to_text().c_str());
+  }
+  return code;
+}
+
+}  // namespace
+
+void register_scan(CLI::App& app, Runner& run) {
+  auto o = std::make_shared<ScanCliOptions>();
+  auto* cmd = app.add_subcommand(
+      "scan",
+      "Print the events of a stream in the key range [from, to), in key order.\n"
+      "TIME|KEY is a key (2026-11-28T06:29:43.123Z-00000-0123456789abcdef), a time\n"
+      "(2026-11-28T06:29:43.123Z, 2026-11-28T06:29:43Z, 2026-11-28) or unix milliseconds.");
+  add_connect_options(*cmd, o->connect);
+  cmd->add_option("-s,--stream", o->stream, "Stream to read")->required();
+  cmd->add_option("--from", o->from, "TIME|KEY: first key (inclusive; default: the beginning)");
+  cmd->add_option("--to", o->to, "TIME|KEY: end (exclusive; default: the end of time)");
+  cmd->add_option("--format", o->format,
+                  "raw: each payload as one line; jsonl: one JSON object per event with key, "
+                  "time, stream, partition, payload (base64 plus payload_encoding when the "
+                  "payload is not UTF-8) and headers")
+      ->check(CLI::IsMember({"raw", "jsonl"}))
+      ->capture_default_str();
+  auto* partition = cmd->add_option("--partition", o->partition,
+                                    "Read only this partition (default: all, merged)");
+  cmd->add_option("--limit", o->limit, "Stop after this many events (0 = no limit)")
+      ->capture_default_str();
+  cmd->add_option("--page-events", o->page_events,
+                  "Events per page asked of the broker (0 = the broker's default)");
+  cmd->add_flag("--print-cursor", o->print_cursor,
+                "At the end, print to stderr the key to resume from with --from");
+  cmd->callback([o, partition, &run] {
+    o->has_partition = partition->count() > 0;
+    run = [o] { return run_scan(*o); };
+  });
+}
+
+}  // namespace alldata::tool
