@@ -118,7 +118,10 @@ class BrokerImpl final : public Broker {
   std::unique_ptr<tcp::acceptor> acceptor_;
   std::uint16_t port_ = 0;
   std::size_t next_io_ = 0;
-  std::atomic<std::uint32_t> live_sessions_{0};
+  // Sessions not yet ended; stop() waits on sessions_cv_ for it to reach zero.
+  std::mutex sessions_mu_;
+  std::condition_variable sessions_cv_;
+  std::uint32_t live_sessions_ = 0;
 
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
@@ -248,7 +251,10 @@ asio::awaitable<void> BrokerImpl::accept_loop() {
       continue;  // the socket closes as it goes out of scope
     }
     ++ctx_->connections;
-    ++live_sessions_;
+    {
+      std::lock_guard lock(sessions_mu_);
+      ++live_sessions_;
+    }
     asio::post(target.io, [this, &target, socket = std::move(socket)]() mutable {
       auto session = std::make_shared<Session>(std::move(socket), *ctx_);
       target.sessions.push_back(session);
@@ -259,7 +265,8 @@ asio::awaitable<void> BrokerImpl::accept_loop() {
                        if (e) logger_->error("session {} ended with an exception", session->remote());
                        target.sessions.erase(it);
                        --ctx_->connections;
-                       --live_sessions_;
+                       std::lock_guard lock(sessions_mu_);
+                       if (--live_sessions_ == 0) sessions_cv_.notify_all();
                      });
     });
   }
@@ -308,11 +315,11 @@ void BrokerImpl::stop() {
     // Sessions end once their in-flight requests are answered; bounded by the write timeout.
     const auto deadline = std::chrono::steady_clock::now() + options_.write_timeout +
                           options_.produce_timeout;
-    while (live_sessions_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    if (live_sessions_.load() > 0) {
-      logger_->warn("{} sessions still open at the stop deadline; closing them", live_sessions_.load());
+    {
+      std::unique_lock lock(sessions_mu_);
+      if (!sessions_cv_.wait_until(lock, deadline, [&] { return live_sessions_ == 0; })) {
+        logger_->warn("{} sessions still open at the stop deadline; closing them", live_sessions_);
+      }
     }
     for (auto& t : io_) t->work.reset();
     for (auto& t : io_) t->io.stop();
