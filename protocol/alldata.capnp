@@ -154,6 +154,7 @@ struct Replicate {
   stream @0 :Text;
   partition @1 :UInt32;
   events @2 :List(Event);       # keys always set
+  hintFor @3 :Text;             # non-empty: store as a hint for this node id (it was unreachable)
 }
 
 struct DeliverHints {
@@ -199,5 +200,66 @@ struct Response {
     produce @5 :ProduceResult;
     scan @6 :ScanResult;
     metadata @7 :MetadataResult;
+  }
+}
+
+# ---------------------------------------------------------------------------------------
+# Gossip (UDP, broker to broker; not part of the client protocol). One datagram holds one
+# Cap'n Proto message in the standard unpacked serialization, with no length prefix (the
+# datagram is the frame), at most `max-datagram-bytes` (default 1400). Scuttlebutt with a
+# 3-way exchange: SYN (digest) -> ACK (requests + deltas) -> ACK2 (deltas).
+# See broker/README.md, "Gossip".
+
+const gossipMagic :UInt32 = 0x414c4447;  # "ALDG"
+
+# What the sender holds of one node's state.
+struct GossipDigest {
+  nodeId @0 :Text;
+  maxVersion @1 :UInt64;        # highest version of nodeId's state held (0 = nothing)
+  address @2 :Text;             # nodeId's gossip address, host:port
+}
+
+# One key of one node's state, as set by that node.
+struct GossipDelta {
+  key @0 :Text;
+  value @1 :Data;
+  version @2 :UInt64;           # the origin node's counter when it set the key
+}
+
+# Deltas of one origin node, in ascending version order with no gap the receiver lacks.
+struct GossipNodeDeltas {
+  nodeId @0 :Text;
+  address @1 :Text;
+  deltas @2 :List(GossipDelta);
+}
+
+# SYN: the initiator's digest; `complete` = every node it knows is listed (when false,
+# the datagram bound forced a subset and the receiver sends deltas only for listed nodes).
+struct GossipSyn {
+  digests @0 :List(GossipDigest);
+  complete @1 :Bool;
+}
+
+# ACK: `requests` lists nodes the responder is behind on (maxVersion = what it holds);
+# `deltas` carries what the initiator lacks.
+struct GossipAck {
+  requests @0 :List(GossipDigest);
+  deltas @1 :List(GossipNodeDeltas);
+}
+
+# ACK2: the initiator's answer to the requests.
+struct GossipAck2 {
+  deltas @0 :List(GossipNodeDeltas);
+}
+
+struct GossipDatagram {
+  magic @0 :UInt32;             # gossipMagic; anything else is dropped
+  cluster @1 :Text;             # cluster name; datagrams of another cluster are dropped
+  nodeId @2 :Text;              # the sender
+  address @3 :Text;             # the sender's gossip address, host:port
+  union {
+    syn @4 :GossipSyn;
+    ack @5 :GossipAck;
+    ack2 @6 :GossipAck2;
   }
 }

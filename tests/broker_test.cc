@@ -250,5 +250,82 @@ TEST_F(BrokerTest, PipelinedRequestsAreAllAnswered) {
   EXPECT_EQ(*answered.rbegin(), 1199u);
 }
 
+class PeerListenerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto o = test_options(dir_.str());
+    o.peer_listen = "127.0.0.1:0";
+    broker_ = start_broker(o);
+    ASSERT_TRUE(broker_);
+    ASSERT_FALSE(broker_->peer_address().empty());
+    peer_port_ = static_cast<std::uint16_t>(
+        std::stoi(broker_->peer_address().substr(broker_->peer_address().rfind(':') + 1)));
+  }
+
+  TempDir dir_;
+  std::unique_ptr<broker::Broker> broker_;
+  std::uint16_t peer_port_ = 0;
+};
+
+TEST_F(PeerListenerTest, ReplicateStoresEventsUnderTheKeysTheyCarryOnce) {
+  RawConnection peer(peer_port_);
+  ASSERT_EQ(peer.hello(true).error(), ErrorCode::kOk);
+  SystemClock clock;
+  // Replicas take the coordinator's keys as they are, even ones far outside the client
+  // key-skew window (a coordinator may replicate late).
+  const Key old_key = Key::make(clock.now_ms() - 10 * 60 * 1000, 0, 42);
+  const Key new_key = Key::make(clock.now_ms(), 7, 42);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto r = peer.replicate("rep", 1, {{old_key, "old"}, {new_key, "new"}});
+    ASSERT_EQ(r.error(), ErrorCode::kOk) << r.message();
+  }
+  RawConnection client(broker_->client_port());
+  client.hello();
+  auto all = client.scan_all("rep", 1);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0], std::make_pair(old_key, std::string("old")));
+  EXPECT_EQ(all[1], std::make_pair(new_key, std::string("new")));
+}
+
+TEST_F(PeerListenerTest, DeliveredHintsAreStored) {
+  RawConnection peer(peer_port_);
+  ASSERT_EQ(peer.hello(true).error(), ErrorCode::kOk);
+  SystemClock clock;
+  const Key k = Key::make(clock.now_ms(), 0, 43);
+  auto r = peer.replicate("hinted", 0, {{k, "late"}}, /*deliver_hints=*/true);
+  ASSERT_EQ(r.error(), ErrorCode::kOk) << r.message();
+  RawConnection client(broker_->client_port());
+  client.hello();
+  auto all = client.scan_all("hinted", 0);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].second, "late");
+}
+
+TEST_F(PeerListenerTest, ReplicateWithoutKeysIsRefused) {
+  RawConnection peer(peer_port_);
+  peer.hello(true);
+  capnp::MallocMessageBuilder mb;
+  auto req = mb.initRoot<wire::Request>();
+  req.setCorrelationId(1);
+  auto rep = req.initReplicate();
+  rep.setStream("rep");
+  rep.initEvents(1)[0].setPayload(protocol::data("no key"));
+  auto r = peer.call(mb);
+  EXPECT_EQ(r.error(), ErrorCode::kBadRequest);
+  EXPECT_NE(r.message().find("16-byte key"), std::string::npos) << r.message();
+}
+
+TEST_F(PeerListenerTest, EachListenerTakesOnlyItsOwnRole) {
+  RawConnection peer_on_client(broker_->client_port());
+  auto a = peer_on_client.hello(true);
+  EXPECT_EQ(a.error(), ErrorCode::kNotAllowed);
+  EXPECT_TRUE(peer_on_client.closed_by_peer());
+
+  RawConnection client_on_peer(peer_port_);
+  auto b = client_on_peer.hello(false);
+  EXPECT_EQ(b.error(), ErrorCode::kNotAllowed);
+  EXPECT_TRUE(client_on_peer.closed_by_peer());
+}
+
 }  // namespace
 }  // namespace alldata::testing

@@ -152,13 +152,37 @@ class RawConnection {
     return std::move(*r);
   }
 
-  Reply hello() {
+  Reply hello(bool peer = false) {
     capnp::MallocMessageBuilder mb;
     auto req = mb.initRoot<wire::Request>();
     req.setCorrelationId(next_id_++);
     auto h = req.initHello();
     h.setProtocolVersion(1);
     h.setClientId("test");
+    h.setRole(peer ? wire::Role::PEER : wire::Role::CLIENT);
+    return call(mb);
+  }
+
+  // A peer's replicate (or deliverHints) of keyed events.
+  Reply replicate(const std::string& stream, std::uint32_t partition,
+                  const std::vector<std::pair<Key, std::string>>& events, bool deliver_hints = false) {
+    capnp::MallocMessageBuilder mb;
+    auto req = mb.initRoot<wire::Request>();
+    req.setCorrelationId(next_id_++);
+    auto fill = [&](auto r) {
+      r.setStream(protocol::text(stream));
+      r.setPartition(partition);
+      auto list = r.initEvents(static_cast<unsigned>(events.size()));
+      for (unsigned i = 0; i < events.size(); ++i) {
+        list[i].setKey(protocol::data(events[i].first.view()));
+        list[i].setPayload(protocol::data(events[i].second));
+      }
+    };
+    if (deliver_hints) {
+      fill(req.initDeliverHints());
+    } else {
+      fill(req.initReplicate());
+    }
     return call(mb);
   }
 

@@ -55,11 +55,17 @@ Result<tcp::endpoint> parse_endpoint(const std::string& text) {
   return tcp::endpoint(addr, static_cast<unsigned short>(port));
 }
 
-Status write_ready_file(const std::string& path, const std::string& client) {
+std::string format_endpoint(const tcp::endpoint& ep) {
+  const auto host = ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
+  return host + ":" + std::to_string(ep.port());
+}
+
+Status write_ready_file(const std::string& path, const std::string& client, const std::string& peer) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::trunc);
     f << "client=" << client << "\n";
+    if (!peer.empty()) f << "peer=" << peer << "\n";
     f.flush();
     if (!f) return Error(ErrorCode::kStorageError, "cannot write ready file " + tmp);
   }
@@ -89,6 +95,7 @@ class BrokerImpl final : public Broker {
 
   std::string client_address() const override { return ctx_->client_address; }
   std::uint16_t client_port() const override { return port_; }
+  std::string peer_address() const override { return peer_address_; }
   const std::string& node_id() const override { return node_id_; }
   std::uint64_t origin() const override { return keygen_->origin(); }
 
@@ -99,7 +106,11 @@ class BrokerImpl final : public Broker {
   }
 
  private:
-  asio::awaitable<void> accept_loop();
+  // Accepts on `acceptor` until it closes; `peer`: sessions are peer sessions.
+  asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, bool peer);
+  // Opens, binds and listens; the error names `what` and the address.
+  Status listen(tcp::acceptor& acceptor, const std::string& address, const char* what);
+  // Renews the key lease before it runs out; seals old intervals once a minute.
   asio::awaitable<void> lease_loop();
   Result<std::string> load_or_make(const char* name, const std::string& fresh);
 
@@ -116,7 +127,9 @@ class BrokerImpl final : public Broker {
   std::unique_ptr<ServerContext> ctx_;
   std::vector<std::unique_ptr<IoThread>> io_;
   std::unique_ptr<tcp::acceptor> acceptor_;
+  std::unique_ptr<tcp::acceptor> peer_acceptor_;
   std::uint16_t port_ = 0;
+  std::string peer_address_;
   std::size_t next_io_ = 0;
   // Sessions not yet ended; stop() waits on sessions_cv_ for it to reach zero.
   std::mutex sessions_mu_;
@@ -143,8 +156,6 @@ Status BrokerImpl::init() {
   }
   if (options_.io_threads == 0) options_.io_threads = 1;
   if (options_.storage_threads == 0) options_.storage_threads = 1;
-  auto endpoint = parse_endpoint(options_.client_listen);
-  if (!endpoint) return endpoint.error();
 
   std::error_code fec;
   std::filesystem::create_directories(options_.data_dir, fec);
@@ -192,21 +203,15 @@ Status BrokerImpl::init() {
                                          *lease_, *storage_pool_, node_id_, version_);
 
   for (std::uint32_t i = 0; i < options_.io_threads; ++i) io_.push_back(std::make_unique<IoThread>());
-  boost::system::error_code ec;
   acceptor_ = std::make_unique<tcp::acceptor>(io_[0]->io);
-  acceptor_->open(endpoint->protocol(), ec);
-  if (!ec) acceptor_->set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_->bind(*endpoint, ec);
-  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return Error(ErrorCode::kConnectionFailed,
-                 "cannot listen on " + options_.client_listen + ": " + ec.message());
+  if (auto st = listen(*acceptor_, options_.client_listen, "clients"); !st) return st;
+  port_ = acceptor_->local_endpoint().port();
+  ctx_->client_address = format_endpoint(acceptor_->local_endpoint());
+  if (!options_.peer_listen.empty()) {
+    peer_acceptor_ = std::make_unique<tcp::acceptor>(io_[0]->io);
+    if (auto st = listen(*peer_acceptor_, options_.peer_listen, "peers"); !st) return st;
+    peer_address_ = format_endpoint(peer_acceptor_->local_endpoint());
   }
-  const auto bound = acceptor_->local_endpoint();
-  port_ = bound.port();
-  const auto host = bound.address().is_v6() ? "[" + bound.address().to_string() + "]"
-                                             : bound.address().to_string();
-  ctx_->client_address = host + ":" + std::to_string(port_);
 
   auto log_failure = [log = logger_](const char* what) {
     return [log, what](std::exception_ptr e) {
@@ -218,29 +223,49 @@ Status BrokerImpl::init() {
       }
     };
   };
-  asio::co_spawn(io_[0]->io, accept_loop(), log_failure("accept loop"));
+  asio::co_spawn(io_[0]->io, accept_loop(*acceptor_, false), log_failure("client accept loop"));
+  if (peer_acceptor_) {
+    asio::co_spawn(io_[0]->io, accept_loop(*peer_acceptor_, true), log_failure("peer accept loop"));
+  }
   asio::co_spawn(io_[0]->io, lease_loop(), log_failure("key lease loop"));
   for (auto& t : io_) {
     t->thread = std::thread([io = &t->io] { io->run(); });
   }
-  logger_->info("broker {} listening for clients on {} (data {}, sync {}, {} partitions, interval {} ms)",
-                node_id_, ctx_->client_address, options_.data_dir, options_.sync ? "on" : "off",
+  logger_->info("broker {} listening for clients on {}{}{} (data {}, sync {}, {} partitions, interval {} ms)",
+                node_id_, ctx_->client_address, peer_address_.empty() ? "" : ", peers on ",
+                peer_address_, options_.data_dir, options_.sync ? "on" : "off",
                 options_.partitions, options_.partition_interval.count());
   if (!options_.ready_file.empty()) {
-    if (auto st = write_ready_file(options_.ready_file, ctx_->client_address); !st) return st.error();
+    auto st = write_ready_file(options_.ready_file, ctx_->client_address, peer_address_);
+    if (!st) return st.error();
   }
   return {};
 }
 
-asio::awaitable<void> BrokerImpl::accept_loop() {
+Status BrokerImpl::listen(tcp::acceptor& acceptor, const std::string& address, const char* what) {
+  auto endpoint = parse_endpoint(address);
+  if (!endpoint) return endpoint.error();
+  boost::system::error_code ec;
+  acceptor.open(endpoint->protocol(), ec);
+  if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(*endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return Error(ErrorCode::kConnectionFailed,
+                 std::string("cannot listen for ") + what + " on " + address + ": " + ec.message());
+  }
+  return {};
+}
+
+asio::awaitable<void> BrokerImpl::accept_loop(tcp::acceptor& acceptor, bool peer) {
   for (;;) {
     IoThread& target = *io_[next_io_++ % io_.size()];
-    auto [ec, socket] = co_await acceptor_->async_accept(target.io, asio::as_tuple(asio::use_awaitable));
+    auto [ec, socket] = co_await acceptor.async_accept(target.io, asio::as_tuple(asio::use_awaitable));
     if (ec) {
-      if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
       logger_->warn("accept failed: {}", ec.message());
       // E.g. out of file descriptors: back off instead of spinning.
-      asio::steady_timer t(acceptor_->get_executor(), std::chrono::milliseconds(100));
+      asio::steady_timer t(acceptor.get_executor(), std::chrono::milliseconds(100));
       co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
       continue;
     }
@@ -255,8 +280,8 @@ asio::awaitable<void> BrokerImpl::accept_loop() {
       std::lock_guard lock(sessions_mu_);
       ++live_sessions_;
     }
-    asio::post(target.io, [this, &target, socket = std::move(socket)]() mutable {
-      auto session = std::make_shared<Session>(std::move(socket), *ctx_);
+    asio::post(target.io, [this, &target, peer, socket = std::move(socket)]() mutable {
+      auto session = std::make_shared<Session>(std::move(socket), *ctx_, peer);
       target.sessions.push_back(session);
       auto it = std::prev(target.sessions.end());
       if (ctx_->stopping.load()) session->stop();
@@ -274,10 +299,26 @@ asio::awaitable<void> BrokerImpl::accept_loop() {
 
 asio::awaitable<void> BrokerImpl::lease_loop() {
   asio::steady_timer timer(co_await asio::this_coro::executor);
+  auto next_seal = std::chrono::steady_clock::now();
   while (!ctx_->stopping.load()) {
     timer.expires_after(std::chrono::milliseconds(500));
     co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (ctx_->stopping.load()) break;
+    if (std::chrono::steady_clock::now() >= next_seal) {
+      // Intervals past the acceptance window stop taking new writes and get digests.
+      next_seal = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+      auto sealed = co_await asio::co_spawn(
+          *storage_pool_,
+          [this]() -> asio::awaitable<Result<std::size_t>> {
+            co_return store_->seal_old_intervals(clock_.now_ms());
+          },
+          asio::use_awaitable);
+      if (!sealed) {
+        logger_->error("cannot seal old intervals: {}", sealed.error().to_string());
+      } else if (*sealed > 0) {
+        logger_->info("sealed {} interval(s)", *sealed);
+      }
+    }
     const std::uint64_t limit_ms = keygen_->limit() >> 16;
     const std::uint64_t used_ms = std::max(clock_.now_ms(), keygen_->high_water() >> 16);
     if (limit_ms < used_ms + KeyLease::kSpanMs / 2) {
@@ -303,6 +344,7 @@ void BrokerImpl::stop() {
       asio::post(io_[0]->io, [this] {
         boost::system::error_code ignored;
         acceptor_->close(ignored);
+        if (peer_acceptor_) peer_acceptor_->close(ignored);
       });
     }
     for (auto& t : io_) {
@@ -328,6 +370,7 @@ void BrokerImpl::stop() {
     }
     // Sessions and the acceptor hold sockets of these contexts: drop them before the store.
     acceptor_.reset();
+    peer_acceptor_.reset();
     for (auto& t : io_) t->sessions.clear();
     io_.clear();
     storage_pool_->join();

@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
       ->required();
   app.add_option("--client-listen", o.client_listen, "HOST:PORT for clients; port 0 = any free port")
       ->capture_default_str();
+  app.add_option("--peer-listen", o.peer_listen,
+                 "HOST:PORT for other brokers (replication, hints); port 0 = any free port");
   app.add_option("--node-id", o.node_id, "Name of this broker (default: the stored one, or new)");
   app.add_option("--sync", sync, "on: acknowledge after the WAL is fsynced; off: after write()")
       ->check(CLI::IsMember({"on", "off"}))

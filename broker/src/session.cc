@@ -54,10 +54,11 @@ CommitLevel from_wire(wire::CommitLevel l) {
 
 }  // namespace
 
-Session::Session(asio::ip::tcp::socket socket, ServerContext& ctx)
+Session::Session(asio::ip::tcp::socket socket, ServerContext& ctx, bool peer_listener)
     : socket_(std::move(socket)),
       ctx_(ctx),
       remote_(describe(socket_)),
+      peer_listener_(peer_listener),
       reader_wake_(socket_.get_executor()),
       writer_wake_(socket_.get_executor()),
       watchdog_timer_(socket_.get_executor()),
@@ -190,6 +191,15 @@ bool Session::dispatch(protocol::FrameBuffer frame) {
       return true;
     case wire::Request::REPLICATE:
     case wire::Request::DELIVER_HINTS:
+      if (!peer_role_) {
+        send_error(correlation_id,
+                   Error(ErrorCode::kNotAllowed, "peer requests need a session with role peer"));
+        return true;
+      }
+      ++in_flight_;
+      asio::co_spawn(ex, handle_replicate(std::move(frame), which == wire::Request::DELIVER_HINTS),
+                     on_done);
+      return true;
     case wire::Request::DIGEST:
     case wire::Request::FETCH_RANGE:
       if (!peer_role_) {
@@ -197,7 +207,7 @@ bool Session::dispatch(protocol::FrameBuffer frame) {
                    Error(ErrorCode::kNotAllowed, "peer requests need a session with role peer"));
       } else {
         send_error(correlation_id, Error(ErrorCode::kUnknownRequest,
-                                         "peer requests are not served by this broker version"));
+                                         "anti-entropy requests are not served by this broker version"));
       }
       return true;
     default:
@@ -232,6 +242,14 @@ void Session::handle_hello(std::uint64_t correlation_id, const protocol::FrameBu
     send_error(correlation_id,
                Error(ErrorCode::kUnsupportedVersion,
                      "protocol version " + std::to_string(version) + " is not supported; this broker speaks 1"));
+    close_after_flush_ = true;
+    return;
+  }
+  if (peer != peer_listener_) {
+    send_error(correlation_id,
+               Error(ErrorCode::kNotAllowed,
+                     peer ? "peer sessions belong on the peer listener (--peer-listen)"
+                          : "this is the peer listener: clients connect to the client listener"));
     close_after_flush_ = true;
     return;
   }
@@ -372,6 +390,80 @@ asio::awaitable<void> Session::handle_produce(protocol::FrameBuffer frame) {
   r.setKeys(protocol::data(keys));
   r.setPartition(partition);
   r.setReplicas(outcome->replicas);
+  send(mb);
+  request_done();
+}
+
+asio::awaitable<void> Session::handle_replicate(protocol::FrameBuffer frame, bool delivered_hints) {
+  std::uint64_t correlation_id = 0;
+  auto fail = [&](Error e) {
+    send_error(correlation_id, e);
+    request_done();
+  };
+  std::optional<storage::EventBatch> batch;
+  std::string hint_for;
+  try {
+    auto reader = protocol::make_reader(frame, ctx_.options.nesting_limit);
+    auto request = reader.getRoot<wire::Request>();
+    correlation_id = request.getCorrelationId();
+    // Both requests carry the same fields: stream, partition, keyed events.
+    capnp::Text::Reader stream_text;
+    std::uint32_t partition = 0;
+    capnp::List<wire::Event>::Reader events;
+    if (delivered_hints) {
+      auto r = request.getDeliverHints();
+      stream_text = r.getStream();
+      partition = r.getPartition();
+      events = r.getEvents();
+    } else {
+      auto r = request.getReplicate();
+      stream_text = r.getStream();
+      partition = r.getPartition();
+      events = r.getEvents();
+      hint_for = protocol::view(r.getHintFor());
+    }
+    const auto stream = protocol::view(stream_text);
+    if (auto ok = validate_stream_name(stream); !ok) co_return fail(ok.error());
+    if (partition >= ctx_.options.partitions) {
+      co_return fail(Error(ErrorCode::kInvalidPartition,
+                           "partition " + std::to_string(partition) + " does not exist here"));
+    }
+    if (events.size() == 0) co_return fail(Error(ErrorCode::kBadRequest, "replicate without events"));
+    batch.emplace(stream, partition);
+    // Hints delivered late may fall into sealed intervals: they are repairs, not new writes.
+    batch->set_repair(delivered_hints);
+    for (std::uint32_t i = 0; i < events.size(); ++i) {
+      auto ev = events[i];
+      if (ev.getKey().size() != Key::kSize) {
+        co_return fail(Error(ErrorCode::kBadRequest,
+                             "replicated event " + std::to_string(i) + " has no 16-byte key"));
+      }
+      headers_scratch_.clear();
+      for (auto h : ev.getHeaders()) {
+        headers_scratch_.push_back({protocol::view(h.getName()), protocol::view(h.getValue())});
+      }
+      batch->add(Key::from_raw(ev.getKey().begin()), protocol::view(ev.getPayload()), headers_scratch_);
+    }
+  } catch (const kj::Exception& e) {
+    ctx_.log.warn("session {}: closing: malformed replicate: {}", remote_, e.getDescription().cStr());
+    close_after_flush_ = true;
+    reader_wake_.cancel();
+    co_return fail(Error(ErrorCode::kBadRequest,
+                         std::string("malformed replicate: ") + e.getDescription().cStr()));
+  }
+  frame = protocol::FrameBuffer();
+  if (!hint_for.empty()) {
+    co_return fail(Error(ErrorCode::kUnknownRequest, "hinted writes are not served by this broker version"));
+  }
+  // A replica stores what the coordinator sends: no re-coordination, no key-skew check.
+  LocalCoordinator local(ctx_.store);
+  auto stored = co_await local.produce(std::move(*batch), CommitLevel::kOne, ctx_.options.produce_timeout);
+  if (!stored) co_return fail(stored.error());
+  capnp::MallocMessageBuilder mb(64);
+  auto resp = mb.initRoot<wire::Response>();
+  resp.setCorrelationId(correlation_id);
+  resp.setError(wire::ErrorCode::OK);
+  resp.setNone();
   send(mb);
   request_done();
 }

@@ -27,7 +27,9 @@ namespace alldata::broker {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(boost::asio::ip::tcp::socket socket, ServerContext& ctx);
+  // `peer_listener`: the socket came in on the peer listener, so only peer sessions (hello
+  // with role peer) are allowed on it; on the client listener only client sessions are.
+  Session(boost::asio::ip::tcp::socket socket, ServerContext& ctx, bool peer_listener);
 
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -52,6 +54,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   boost::asio::awaitable<void> handle_produce(protocol::FrameBuffer frame);
   boost::asio::awaitable<void> handle_scan(protocol::FrameBuffer frame);
+  // replicate / deliverHints from a peer: store events under the keys they carry.
+  boost::asio::awaitable<void> handle_replicate(protocol::FrameBuffer frame, bool delivered_hints);
   boost::asio::awaitable<void> handle_metadata(std::uint64_t correlation_id, bool streams);
   void handle_hello(std::uint64_t correlation_id, const protocol::FrameBuffer& frame);
 
@@ -71,6 +75,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   std::string out_;                   // responses waiting for the writer
   std::uint32_t in_flight_ = 0;       // requests read but not yet answered
+  const bool peer_listener_;
   bool hello_done_ = false;
   bool peer_role_ = false;
   bool stop_requested_ = false;       // stop(): read no more

@@ -32,6 +32,8 @@ class Broker {
   // The bound client address, "127.0.0.1:40123" (the real port when 0 was asked for).
   virtual std::string client_address() const = 0;
   virtual std::uint16_t client_port() const = 0;
+  // The bound peer address, or empty without --peer-listen.
+  virtual std::string peer_address() const = 0;
   virtual const std::string& node_id() const = 0;
   virtual std::uint64_t origin() const = 0;
 

@@ -13,6 +13,8 @@ struct BrokerOptions {
   std::string data_dir;
   // host:port for clients; port 0 lets the OS choose (see Broker::client_endpoint()).
   std::string client_listen = "127.0.0.1:7400";
+  // host:port for other brokers (replication, hints); empty = no peer listener.
+  std::string peer_listen;
   // Stable name of the broker; empty = the one stored in data_dir, or a new one.
   std::string node_id;
   // Acknowledge writes only after the WAL is fsynced (on by default).
@@ -44,7 +46,8 @@ struct BrokerOptions {
   std::uint32_t storage_threads = 2;
   // Bytes of produce data queued for the storage writer; past it produce answers Overloaded.
   std::uint64_t max_write_queue_bytes = 256u << 20;
-  // If set, written (atomically) once the broker listens: "client=HOST:PORT\n".
+  // If set, written (atomically) once the broker listens: "client=HOST:PORT\n", then
+  // "peer=HOST:PORT\n" when there is a peer listener.
   std::string ready_file;
 };
 
