@@ -1,5 +1,7 @@
 #include "session.h"
 
+#include "store_write.h"
+
 #include "alldata/protocol/names.h"
 #include "alldata/protocol/partitioner.h"
 #include "alldata/protocol/wire.h"
@@ -452,12 +454,14 @@ asio::awaitable<void> Session::handle_replicate(protocol::FrameBuffer frame, boo
                          std::string("malformed replicate: ") + e.getDescription().cStr()));
   }
   frame = protocol::FrameBuffer();
-  if (!hint_for.empty()) {
-    co_return fail(Error(ErrorCode::kUnknownRequest, "hinted writes are not served by this broker version"));
-  }
-  // A replica stores what the coordinator sends: no re-coordination, no key-skew check.
-  LocalCoordinator local(ctx_.store);
-  auto stored = co_await local.produce(std::move(*batch), CommitLevel::kOne, ctx_.options.produce_timeout);
+  // A replica stores what the coordinator sends: no re-coordination, no key-skew check. A
+  // hinted write is kept aside for its owner until hinted handoff delivers it.
+  // (A named local, not a temporary: GCC 12 mishandles non-trivial temporaries in co_await
+  // expressions.)
+  std::optional<std::string> hint;
+  if (!hint_for.empty()) hint = std::move(hint_for);
+  auto stored = co_await store_and_wait(ctx_.store, std::move(*batch), std::move(hint),
+                                        ctx_.options.produce_timeout);
   if (!stored) co_return fail(stored.error());
   capnp::MallocMessageBuilder mb(64);
   auto resp = mb.initRoot<wire::Response>();

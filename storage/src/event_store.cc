@@ -5,6 +5,8 @@
 #include "layout.h"
 #include "rocks_event_store.h"
 
+#include <vector>
+
 namespace alldata::storage {
 
 EventBatch::EventBatch(std::string_view stream, std::uint32_t partition)
@@ -27,6 +29,23 @@ void EventBatch::add(const Key& key, std::string_view payload,
   ++count_;
 }
 
+void EventBatch::for_each(const std::function<void(const Key&, std::string_view,
+                                                   std::span<const HeaderView>)>& f) const {
+  std::vector<HeaderView> headers;
+  const char* p = records_.data();
+  const char* end = p + records_.size();
+  while (p + layout::kRecordHeaderSize <= end) {
+    const Key key = Key::from_raw(reinterpret_cast<const std::uint8_t*>(p));
+    const std::uint32_t size = layout::get_u32_le(p + Key::kSize);
+    const std::string_view value(p + layout::kRecordHeaderSize, size);
+    headers.clear();
+    layout::DecodedValue decoded;
+    // add() wrote these records, so they always decode.
+    if (layout::decode_value(value, headers, &decoded)) f(key, decoded.payload, headers);
+    p += layout::kRecordHeaderSize + size;
+  }
+}
+
 Result<std::unique_ptr<EventStore>> EventStore::open(Options options) {
   auto store = RocksEventStore::open(std::move(options));
   if (!store) return store.error();
@@ -37,5 +56,19 @@ Result<std::optional<IntervalDigest>> EventStore::digest(std::string_view, std::
                                                          std::uint64_t) {
   return Error(ErrorCode::kInternal, "digest() is not supported by this store");
 }
+
+void EventStore::write_hint(std::string_view, EventBatch, std::function<void(Status)> done) {
+  done(Error(ErrorCode::kInternal, "write_hint() is not supported by this store"));
+}
+
+Result<HintPage> EventStore::read_hints(std::string_view, std::size_t) {
+  return Error(ErrorCode::kInternal, "read_hints() is not supported by this store");
+}
+
+Status EventStore::delete_hints(std::string_view, const EventBatch&) {
+  return Error(ErrorCode::kInternal, "delete_hints() is not supported by this store");
+}
+
+std::map<std::string, std::uint64_t> EventStore::pending_hints() const { return {}; }
 
 }  // namespace alldata::storage

@@ -161,4 +161,43 @@ std::optional<Digest> decode_digest(std::string_view value) {
 
 std::uint64_t key_hash(const char* key16) noexcept { return XXH64(key16, Key::kSize, 0); }
 
+std::string hint_target_prefix(std::string_view target) {
+  std::string out;
+  out.reserve(1 + target.size());
+  out.push_back(static_cast<char>(target.size()));
+  out.append(target);
+  return out;
+}
+
+std::string hint_key(std::string_view target, std::string_view stream, std::uint32_t partition,
+                     const char* key16) {
+  std::string out = hint_target_prefix(target);
+  out.reserve(out.size() + 2 + stream.size() + 4 + Key::kSize);
+  out.push_back(static_cast<char>(stream.size() >> 8));
+  out.push_back(static_cast<char>(stream.size()));
+  out.append(stream);
+  char p[4];
+  put_u32_be(p, partition);
+  out.append(p, 4);
+  out.append(key16, Key::kSize);
+  return out;
+}
+
+std::optional<HintKey> parse_hint_key(std::string_view key) {
+  HintKey h;
+  if (key.empty()) return std::nullopt;
+  const std::size_t target_size = static_cast<unsigned char>(key[0]);
+  if (key.size() < 1 + target_size + 2) return std::nullopt;
+  h.target = key.substr(1, target_size);
+  const char* s = key.data() + 1 + target_size;
+  const std::size_t stream_size =
+      (std::size_t{static_cast<unsigned char>(s[0])} << 8) | static_cast<unsigned char>(s[1]);
+  const std::size_t rest = 1 + target_size + 2;
+  if (key.size() != rest + stream_size + 4 + Key::kSize) return std::nullopt;
+  h.stream = key.substr(rest, stream_size);
+  h.partition = get_u32_be(key.data() + rest + stream_size);
+  h.key16 = key.data() + rest + stream_size + 4;
+  return h;
+}
+
 }  // namespace alldata::storage::layout

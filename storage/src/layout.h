@@ -155,4 +155,26 @@ std::optional<Digest> decode_digest(std::string_view value);
 // XXH64 (seed 0) of the 16 event key bytes: the digest term of one event.
 std::uint64_t key_hash(const char* key16) noexcept;
 
+// ---- hints column family -----------------------------------------------------------------
+
+inline constexpr std::string_view kHintsCfName = "hints";
+inline constexpr std::size_t kMaxHintTargetSize = 255;
+
+// u8 target length | target | u16 BE stream name length | stream name | u32 BE partition |
+// 16-byte event key. Length prefixes keep one target's hints contiguous and apart from a
+// target whose id starts with it. Stream names, not ids: a hint is delivered by name.
+std::string hint_key(std::string_view target, std::string_view stream, std::uint32_t partition,
+                     const char* key16);
+// The prefix of every hint key of `target`.
+std::string hint_target_prefix(std::string_view target);
+
+struct HintKey {
+  std::string_view target;
+  std::string_view stream;
+  std::uint32_t partition = 0;
+  const char* key16 = nullptr;
+};
+// Splits a hint key; nullopt for a malformed one. Views point into `key`.
+std::optional<HintKey> parse_hint_key(std::string_view key);
+
 }  // namespace alldata::storage::layout

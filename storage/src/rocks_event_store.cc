@@ -88,6 +88,17 @@ rocksdb::ColumnFamilyOptions make_meta_options(const std::shared_ptr<rocksdb::Ca
   return o;
 }
 
+// Hints: point reads (is this hint new?) on every hint write, so a whole-key bloom filter.
+rocksdb::ColumnFamilyOptions make_hints_options(const std::shared_ptr<rocksdb::Cache>& cache) {
+  rocksdb::ColumnFamilyOptions o;
+  o.write_buffer_size = 16u << 20;
+  rocksdb::BlockBasedTableOptions t;
+  t.block_cache = cache;
+  t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  return o;
+}
+
 // Walks the records of an EventBatch: [16-byte key][u32 LE length][value].
 class RecordReader {
  public:
@@ -135,7 +146,8 @@ RocksEventStore::RocksEventStore(Token, Options options)
       interval_ms_(static_cast<std::uint64_t>(options_.interval.count())),
       cache_(rocksdb::NewLRUCache(options_.block_cache_bytes)),
       interval_options_(make_interval_options(cache_)),
-      meta_options_(make_meta_options(cache_)) {}
+      meta_options_(make_meta_options(cache_)),
+      hints_options_(make_hints_options(cache_)) {}
 
 Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(Options options) {
   if (!options.logger) return Error(ErrorCode::kBadRequest, "Options::logger must not be null");
@@ -166,7 +178,8 @@ Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(Options options) 
   for (const auto& name : names) {
     descriptors.emplace_back(name, name == rocksdb::kDefaultColumnFamilyName
                                        ? store->meta_options_
-                                       : store->interval_options_);
+                                   : name == layout::kHintsCfName ? store->hints_options_
+                                                                   : store->interval_options_);
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
   rocksdb::DB* raw = nullptr;
@@ -177,6 +190,8 @@ Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(Options options) 
   for (auto* h : handles) {
     if (h->GetName() == rocksdb::kDefaultColumnFamilyName) {
       store->default_cf_ = h;
+    } else if (h->GetName() == layout::kHintsCfName) {
+      store->hints_cf_ = h;
     } else if (auto start = layout::parse_interval_cf_name(h->GetName())) {
       store->intervals_.emplace(*start, Interval{h->GetName(), h});
     } else {
@@ -186,6 +201,7 @@ Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(Options options) 
   store->interval_count_ = store->intervals_.size();
 
   if (Status loaded = store->load(); !loaded) return loaded.error();
+  if (Status counted = store->count_hints(); !counted) return counted.error();
 
   store->writer_ = std::thread([s = store.get()] { s->run_writer(); });
   o.logger->info("event store opened at {}: {} intervals, {} streams, {} sealed, interval {} ms",
@@ -270,6 +286,7 @@ void RocksEventStore::close() {
     (void)db_->DestroyColumnFamilyHandle(iv.cf);  // only fails for a null handle
   }
   for (auto* h : other_cfs_) (void)db_->DestroyColumnFamilyHandle(h);
+  if (auto* h = hints_cf_.load()) (void)db_->DestroyColumnFamilyHandle(h);
   if (default_cf_) (void)db_->DestroyColumnFamilyHandle(default_cf_);
   intervals_.clear();
   if (auto s = db_->Close(); !s.ok()) {
@@ -290,6 +307,28 @@ Status RocksEventStore::to_status(const rocksdb::Status& s, std::string_view wha
 // ---- writes --------------------------------------------------------------------------------
 
 void RocksEventStore::write(EventBatch batch, std::function<void(Status)> done) {
+  enqueue(Pending{std::move(batch), std::move(done), std::nullopt});
+}
+
+void RocksEventStore::write_hint(std::string_view target_node_id, EventBatch batch,
+                                 std::function<void(Status)> done) {
+  if (target_node_id.empty() || target_node_id.size() > layout::kMaxHintTargetSize) {
+    done(Error(ErrorCode::kBadRequest, "a hint target must be 1 to " +
+                                           std::to_string(layout::kMaxHintTargetSize) +
+                                           " bytes, got " +
+                                           std::to_string(target_node_id.size())));
+    return;
+  }
+  if (batch.stream().empty() || batch.stream().size() > 0xFFFF) {
+    done(Error(ErrorCode::kInvalidStream, "stream name is empty or too long"));
+    return;
+  }
+  enqueue(Pending{std::move(batch), std::move(done), std::string(target_node_id)});
+}
+
+void RocksEventStore::enqueue(Pending pending) {
+  EventBatch& batch = pending.batch;
+  std::function<void(Status)>& done = pending.done;
   const std::uint64_t bytes = batch.bytes();
   bool notify = false;
   {
@@ -311,7 +350,7 @@ void RocksEventStore::write(EventBatch batch, std::function<void(Status)> done) 
     queued_bytes_.store(queued + bytes, std::memory_order_relaxed);
     // The writer only waits on an empty queue: wake it when this makes the queue non-empty.
     notify = queue_.empty();
-    queue_.push_back(Pending{std::move(batch), std::move(done)});
+    queue_.push_back(std::move(pending));
   }
   if (notify) queue_cv_.notify_one();
 }
@@ -339,7 +378,16 @@ void RocksEventStore::run_writer() {
 Status RocksEventStore::create_intervals(const std::vector<Pending>& group) {
   std::uint64_t last = std::numeric_limits<std::uint64_t>::max();
   for (const auto& p : group) {
-    if (p.batch.stream().empty()) continue;
+    if (p.hint_target && hints_cf_.load() == nullptr) {
+      // Created with the first hint, so a store that never held one has no such family.
+      rocksdb::ColumnFamilyHandle* handle = nullptr;
+      const rocksdb::Status s =
+          db_->CreateColumnFamily(hints_options_, std::string(layout::kHintsCfName), &handle);
+      if (!s.ok()) return to_status(s, "cannot create the hints column family");
+      hints_cf_.store(handle);
+      options_.logger->info("event store: created the hints column family");
+    }
+    if (p.batch.stream().empty() || p.hint_target) continue;
     RecordReader reader(p.batch.records());
     const char* key;
     std::string_view value;
@@ -373,9 +421,11 @@ void RocksEventStore::write_group(std::vector<Pending>& group) {
   std::vector<std::optional<Error>> errors(group.size());
   std::uint64_t group_bytes = 0;
   bool any_repair = false;
+  bool any_hints = false;
   for (const auto& p : group) {
     group_bytes += p.batch.bytes();
-    any_repair = any_repair || p.batch.repair();
+    any_repair = any_repair || (p.batch.repair() && !p.hint_target);
+    any_hints = any_hints || p.hint_target.has_value();
   }
   auto finish = [&](std::uint64_t events, std::uint64_t batches) {
     queued_bytes_.fetch_sub(group_bytes, std::memory_order_relaxed);
@@ -412,6 +462,12 @@ void RocksEventStore::write_group(std::vector<Pending>& group) {
   std::uint64_t batches_ok = 0;
 
   std::unique_lock gate(gate_mu_);
+  // Hint counts: which hint keys are new is decided under the lock that delete_hints()
+  // takes, and the counts change only once the group is written.
+  std::unique_lock hints_lock(hints_mu_, std::defer_lock);
+  if (any_hints) hints_lock.lock();
+  std::set<std::string> hint_keys_seen;
+  std::map<std::string, std::uint64_t> new_hints;
   write_batch_.Clear();
   std::uint64_t last_start = std::numeric_limits<std::uint64_t>::max();
   const Interval* iv = nullptr;
@@ -421,6 +477,13 @@ void RocksEventStore::write_group(std::vector<Pending>& group) {
     const EventBatch& b = group[i].batch;
     if (b.stream().empty()) {
       errors[i] = Error(ErrorCode::kInvalidStream, "stream name is empty");
+      continue;
+    }
+    if (group[i].hint_target) {
+      if (Status added = add_hints(group[i], hint_keys_seen, new_hints); !added) {
+        group_error = added.error();
+        break;
+      }
       continue;
     }
     if (b.size() == 0) continue;  // nothing to store; does not create the stream
@@ -518,6 +581,7 @@ void RocksEventStore::write_group(std::vector<Pending>& group) {
       if (!err) err = *group_error;
     }
     new_streams.clear();
+    new_hints.clear();
     events_ok = batches_ok = 0;
   } else if (write_batch_.Count() > 0) {
     rocksdb::WriteOptions wo;
@@ -532,9 +596,12 @@ void RocksEventStore::write_group(std::vector<Pending>& group) {
         if (!err) err = e;
       }
       new_streams.clear();
+      new_hints.clear();
       events_ok = batches_ok = 0;
     }
   }
+  for (const auto& [target, n] : new_hints) hint_counts_[target] += n;
+  if (hints_lock.owns_lock()) hints_lock.unlock();
   if (write_batch_.GetDataSize() > kKeepWriteBatchBytes) write_batch_ = rocksdb::WriteBatch();
   gate.unlock();
   if (seal_lock.owns_lock()) seal_lock.unlock();
@@ -545,6 +612,136 @@ void RocksEventStore::write_group(std::vector<Pending>& group) {
     next_stream_id_ += static_cast<std::uint32_t>(new_streams.size());
   }
   finish(events_ok, batches_ok);
+}
+
+Status RocksEventStore::add_hints(const Pending& p, std::set<std::string>& seen,
+                                  std::map<std::string, std::uint64_t>& new_hints) {
+  const EventBatch& b = p.batch;
+  RecordReader reader(b.records());
+  const char* event_key;
+  std::string_view value;
+  std::string existing;
+  while (reader.next(&event_key, &value)) {
+    std::string key = layout::hint_key(*p.hint_target, b.stream(), b.partition(), event_key);
+    write_batch_.Put(hints_cf_.load(), key, rocksdb::Slice(value.data(), value.size()));
+    const auto [at, first] = seen.insert(std::move(key));
+    if (!first) continue;  // twice in this group: counted once
+    const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), hints_cf_.load(), *at, &existing);
+    if (s.IsNotFound()) {
+      ++new_hints[*p.hint_target];
+    } else if (!s.ok()) {
+      return to_status(s, "cannot read the hints");
+    }
+  }
+  return {};
+}
+
+// ---- hints -----------------------------------------------------------------------------------
+
+Status RocksEventStore::count_hints() {
+  if (hints_cf_.load() == nullptr) return {};
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, hints_cf_.load()));
+  std::uint64_t total = 0;
+  std::lock_guard lk(hints_mu_);
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const auto h = layout::parse_hint_key(std::string_view(it->key().data(), it->key().size()));
+    if (!h) return Error(ErrorCode::kStorageError, "corrupt hint key in " + options_.path);
+    auto c = hint_counts_.find(h->target);
+    if (c == hint_counts_.end()) c = hint_counts_.emplace(std::string(h->target), 0).first;
+    ++c->second;
+    ++total;
+  }
+  if (!it->status().ok()) return to_status(it->status(), "cannot count the hints");
+  if (total > 0) {
+    options_.logger->info("event store: {} hints pending for {} brokers", total,
+                          hint_counts_.size());
+  }
+  return {};
+}
+
+Result<HintPage> RocksEventStore::read_hints(std::string_view target_node_id,
+                                             std::size_t max_events) {
+  HintPage page;
+  rocksdb::ColumnFamilyHandle* const hints_cf = hints_cf_.load();
+  if (hints_cf == nullptr) return page;  // no hint was ever written
+  const std::string prefix = layout::hint_target_prefix(target_node_id);
+  const rocksdb::Slice prefix_slice(prefix);
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, hints_cf));
+  std::vector<HeaderView> headers;
+  const std::size_t limit = std::max<std::size_t>(1, max_events);
+  for (it->Seek(prefix_slice); it->Valid() && it->key().starts_with(prefix_slice); it->Next()) {
+    if (page.events >= limit) {
+      page.done = false;
+      break;
+    }
+    const auto h = layout::parse_hint_key(std::string_view(it->key().data(), it->key().size()));
+    if (!h || h->target != target_node_id) {
+      return Error(ErrorCode::kStorageError, "corrupt hint key for " + std::string(target_node_id));
+    }
+    if (page.batches.empty() || page.batches.back().stream() != h->stream ||
+        page.batches.back().partition() != h->partition) {
+      page.batches.emplace_back(h->stream, h->partition);
+      page.batches.back().set_repair(true);
+    }
+    headers.clear();
+    layout::DecodedValue decoded;
+    if (!layout::decode_value(std::string_view(it->value().data(), it->value().size()), headers,
+                              &decoded)) {
+      return Error(ErrorCode::kStorageError, "corrupt hint value for " +
+                                                 std::string(target_node_id) + " in stream " +
+                                                 std::string(h->stream));
+    }
+    page.batches.back().add(Key::from_raw(reinterpret_cast<const std::uint8_t*>(h->key16)),
+                            decoded.payload, headers);
+    ++page.events;
+  }
+  if (!it->status().ok()) return to_status(it->status(), "cannot read the hints").error();
+  return page;
+}
+
+Status RocksEventStore::delete_hints(std::string_view target_node_id,
+                                     const EventBatch& delivered) {
+  rocksdb::WriteBatch wb;
+  std::set<std::string> seen;
+  std::uint64_t removed = 0;
+  std::string existing;
+  std::lock_guard lk(hints_mu_);
+  rocksdb::ColumnFamilyHandle* const hints_cf = hints_cf_.load();
+  if (hints_cf == nullptr) return {};  // no hint was ever written
+  RecordReader reader(delivered.records());
+  const char* event_key;
+  std::string_view value;
+  while (reader.next(&event_key, &value)) {
+    std::string key =
+        layout::hint_key(target_node_id, delivered.stream(), delivered.partition(), event_key);
+    const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), hints_cf, key, &existing);
+    if (s.IsNotFound()) continue;
+    if (!s.ok()) return to_status(s, "cannot read the hints");
+    if (!seen.insert(key).second) continue;
+    wb.Delete(hints_cf, key);
+    ++removed;
+  }
+  if (removed == 0) return {};
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync;
+  if (const rocksdb::Status s = db_->Write(wo, &wb); !s.ok()) {
+    return to_status(s, "cannot delete hints");
+  }
+  auto c = hint_counts_.find(target_node_id);
+  if (c != hint_counts_.end()) {
+    c->second -= std::min(c->second, removed);
+    if (c->second == 0) hint_counts_.erase(c);
+  }
+  return {};
+}
+
+std::map<std::string, std::uint64_t> RocksEventStore::pending_hints() const {
+  std::lock_guard lk(hints_mu_);
+  return std::map<std::string, std::uint64_t>(hint_counts_.begin(), hint_counts_.end());
 }
 
 // ---- reads ---------------------------------------------------------------------------------

@@ -13,6 +13,9 @@
 //                interval is marked, no normal write can still land in it.
 //   catalog_mu_  (shared) the interval and stream maps. Only the writer thread changes
 //                them, so it reads them without the lock; everyone else takes it shared.
+//   hints_mu_    hint_counts_; held by the writer from checking which hint keys are new
+//                until the group is written, and by delete_hints() around its delete, so
+//                the counts stay exact.
 //   queue_mu_    the writer's queue.
 #pragma once
 
@@ -54,11 +57,17 @@ class RocksEventStore final : public EventStore {
                                                std::uint64_t interval_start_ms) override;
   Stats stats() const override;
   const Options& options() const override { return options_; }
+  void write_hint(std::string_view target_node_id, EventBatch batch,
+                  std::function<void(Status)> done) override;
+  Result<HintPage> read_hints(std::string_view target_node_id, std::size_t max_events) override;
+  Status delete_hints(std::string_view target_node_id, const EventBatch& delivered) override;
+  std::map<std::string, std::uint64_t> pending_hints() const override;
 
  private:
   struct Pending {
     EventBatch batch;
     std::function<void(Status)> done;
+    std::optional<std::string> hint_target;  // set: store as hints for this node
   };
   struct Interval {
     std::string name;
@@ -70,6 +79,11 @@ class RocksEventStore final : public EventStore {
   };
 
   Status load();  // reads meta, catalog and seal markers after DB::Open
+  Status count_hints();  // fills hint_counts_ after DB::Open
+  void enqueue(Pending p);
+  // Adds the hint batch `p` to write_batch_; counts its new keys into `new_hints`.
+  Status add_hints(const Pending& p, std::set<std::string>& seen,
+                   std::map<std::string, std::uint64_t>& new_hints);
   void run_writer();
   void write_group(std::vector<Pending>& group);
   // Creates the column families of intervals the group writes to that do not exist yet.
@@ -84,14 +98,20 @@ class RocksEventStore final : public EventStore {
   std::shared_ptr<rocksdb::Cache> cache_;  // one block cache for every interval
   rocksdb::ColumnFamilyOptions interval_options_;
   rocksdb::ColumnFamilyOptions meta_options_;
+  rocksdb::ColumnFamilyOptions hints_options_;
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* default_cf_ = nullptr;    // owned by db_
-  std::vector<rocksdb::ColumnFamilyHandle*> other_cfs_;  // not intervals
+  // Owned by db_; null until the first hint (created by the writer thread, read by all).
+  std::atomic<rocksdb::ColumnFamilyHandle*> hints_cf_{nullptr};
+  std::vector<rocksdb::ColumnFamilyHandle*> other_cfs_;  // not intervals, not hints
   rocksdb::WriteBatch write_batch_;                      // writer thread only
 
   mutable std::mutex seal_mu_;
   mutable std::mutex gate_mu_;
   std::set<std::uint64_t> sealed_;  // interval starts; guarded by gate_mu_
+
+  mutable std::mutex hints_mu_;
+  std::map<std::string, std::uint64_t, std::less<>> hint_counts_;  // guarded by hints_mu_
 
   mutable std::shared_mutex catalog_mu_;
   std::map<std::uint64_t, Interval> intervals_;                // by start

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -74,6 +75,11 @@ class EventBatch {
 
   // Encoded records: [16-byte key][u32 LE value length][value] ... (value format: README).
   const std::string& records() const noexcept { return records_; }
+
+  // Calls `f(key, payload, headers)` for each event in the order added; the views live
+  // until f returns. For forwarding a batch (replication) without knowing its encoding.
+  void for_each(const std::function<void(const Key&, std::string_view,
+                                         std::span<const HeaderView>)>& f) const;
 
  private:
   std::string stream_;
@@ -139,6 +145,16 @@ struct IntervalDigest {
   friend bool operator==(const IntervalDigest&, const IntervalDigest&) = default;
 };
 
+// Hints held for one intended owner (hinted handoff), in (stream, partition, event key)
+// order. Each batch holds one run of events of one (stream, partition), with repair() set:
+// delivered hints may belong to intervals the owner has sealed meanwhile.
+struct HintPage {
+  std::vector<EventBatch> batches;
+  std::size_t events = 0;
+  // True when the target had no more hints at the time of the read.
+  bool done = true;
+};
+
 class EventStore {
  public:
   // Opens (creating if missing) the store at options.path and re-opens every interval it
@@ -185,6 +201,37 @@ class EventStore {
 
   virtual Stats stats() const = 0;
   virtual const Options& options() const = 0;
+
+  // ---- hints (hinted handoff) ----------------------------------------------------------
+  // A hint is an event this broker holds for another broker, its intended owner, that
+  // could not take it. Hints live in their own column family ("hints"), never in the
+  // intervals (scans of this broker do not see them), are durable like events, never
+  // expire, and are deleted only by delete_hints(), after the owner confirmed them.
+  // The defaults (for test doubles) answer kInternal / nothing.
+
+  // Queues `batch` as hints for `target_node_id` on the same group-commit writer as
+  // write(), with the same `done` contract and durability (Options::sync). Writing a hint
+  // again (same target, stream, partition and key) stores it once. Intervals and sealing
+  // do not apply. Errors: kBadRequest (empty target, or longer than 255 bytes),
+  // kInvalidStream, kOverloaded, kShuttingDown, kStorageError.
+  virtual void write_hint(std::string_view target_node_id, EventBatch batch,
+                          std::function<void(Status)> done);
+
+  // The first hints held for `target_node_id` (at most `max_events` events, at least one
+  // when any exist). Read again after delete_hints() to get the next ones. Blocking;
+  // thread-safe. Errors: kStorageError.
+  virtual Result<HintPage> read_hints(std::string_view target_node_id, std::size_t max_events);
+
+  // Deletes the hints for `target_node_id` of every event in `delivered` (a batch from
+  // read_hints() that the owner has acknowledged); hints not held are ignored. Deleting by
+  // key, not up to a cursor, never drops a hint written after the read. Durable per
+  // Options::sync (a delete lost in a crash only re-delivers: idempotent). Blocking;
+  // thread-safe. Errors: kStorageError.
+  virtual Status delete_hints(std::string_view target_node_id, const EventBatch& delivered);
+
+  // Events held as hints, per intended owner (owners without hints are absent). Exact:
+  // counted at open and kept current by write_hint() and delete_hints().
+  virtual std::map<std::string, std::uint64_t> pending_hints() const;
 };
 
 }  // namespace alldata::storage

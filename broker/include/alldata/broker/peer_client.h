@@ -1,0 +1,71 @@
+// The broker's outgoing side of the peer protocol: one pipelined connection per peer
+// address, opened on first use (hello with role peer) and reopened after a failure. The
+// replicating coordinator and hinted handoff use it to store batches on other brokers.
+//
+// Executors: every connection lives on the PeerClient's own executor (give it a strand or a
+// single-threaded io_context); calls may come from any executor and complete on the
+// caller's. close() fails every pending call with kShuttingDown and refuses new ones.
+#pragma once
+
+#include "alldata/protocol/error.h"
+#include "alldata/storage/event_store.h"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <spdlog/logger.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace alldata::broker {
+
+struct PeerClientOptions {
+  std::string self_node_id;                                  // sent in hello, for logs
+  std::chrono::milliseconds connect_timeout = std::chrono::seconds(3);
+  std::uint32_t max_frame_bytes = 16u << 20;                 // answers longer are refused
+  std::size_t max_queued_bytes = 64u << 20;                  // unsent requests per peer
+};
+
+class PeerClient {
+ public:
+  // Borrows `log`, which must outlive the client.
+  PeerClient(boost::asio::any_io_executor executor, PeerClientOptions options, spdlog::logger& log);
+  ~PeerClient();
+  PeerClient(const PeerClient&) = delete;
+  PeerClient& operator=(const PeerClient&) = delete;
+
+  enum class Kind { kReplicate, kDeliverHints };
+
+  // Stores `batch` on the broker whose peer listener is `address` (host:port): as its own
+  // replica (kReplicate), as a hint it keeps for `hint_for` (kReplicate with hint_for), or
+  // as delivered hints (kDeliverHints). Completes once that broker acknowledged, or with
+  // kConnectionFailed (cannot connect, connection lost: the outcome is unknown, a retry is
+  // safe because keys make writes idempotent), kTimeout (after `timeout`, same), the
+  // peer's own error, or kShuttingDown after close(). `batch` is borrowed until completion.
+  boost::asio::awaitable<Status> send(const std::string& address, Kind kind,
+                                      const storage::EventBatch& batch,
+                                      std::optional<std::string> hint_for,
+                                      std::chrono::milliseconds timeout);
+
+  // Closes every connection; pending and later sends fail with kShuttingDown. Thread-safe.
+  void close();
+
+ private:
+  class Connection;
+  boost::asio::awaitable<Status> send_here(std::string address, Kind kind,
+                                           const storage::EventBatch& batch,
+                                           std::optional<std::string> hint_for,
+                                           std::chrono::milliseconds timeout);
+
+  boost::asio::any_io_executor executor_;
+  PeerClientOptions options_;
+  spdlog::logger& log_;
+  bool closed_ = false;                                         // on executor_
+  std::map<std::string, std::shared_ptr<Connection>> connections_;  // on executor_
+};
+
+}  // namespace alldata::broker
