@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <list>
 #include <thread>
 
@@ -96,6 +97,7 @@ class BrokerImpl final : public Broker {
   std::string client_address() const override { return ctx_->client_address; }
   std::uint16_t client_port() const override { return port_; }
   std::string peer_address() const override { return peer_address_; }
+  std::string gossip_address() const override { return cluster_ ? cluster_->gossip_address() : ""; }
   const std::string& node_id() const override { return node_id_; }
   std::uint64_t origin() const override { return keygen_->origin(); }
 
@@ -125,6 +127,12 @@ class BrokerImpl final : public Broker {
   std::string node_id_;
   std::string version_ = kVersion;
   std::unique_ptr<ServerContext> ctx_;
+  // Cluster membership (gossip, replication, hints) on its own thread; only with gossip.
+  asio::io_context cluster_io_{1};
+  asio::executor_work_guard<asio::io_context::executor_type> cluster_work_ =
+      asio::make_work_guard(cluster_io_);
+  std::thread cluster_thread_;
+  std::unique_ptr<Cluster> cluster_;
   std::vector<std::unique_ptr<IoThread>> io_;
   std::unique_ptr<tcp::acceptor> acceptor_;
   std::unique_ptr<tcp::acceptor> peer_acceptor_;
@@ -199,7 +207,7 @@ Status BrokerImpl::init() {
 
   coordinator_ = std::make_unique<LocalCoordinator>(*store_);
   storage_pool_ = std::make_unique<asio::thread_pool>(options_.storage_threads);
-  ctx_ = std::make_unique<ServerContext>(options_, *logger_, *store_, *coordinator_, *keygen_,
+  ctx_ = std::make_unique<ServerContext>(options_, *logger_, *store_, coordinator_.get(), *keygen_,
                                          *lease_, *storage_pool_, node_id_, version_);
 
   for (std::uint32_t i = 0; i < options_.io_threads; ++i) io_.push_back(std::make_unique<IoThread>());
@@ -211,6 +219,16 @@ Status BrokerImpl::init() {
     peer_acceptor_ = std::make_unique<tcp::acceptor>(io_[0]->io);
     if (auto st = listen(*peer_acceptor_, options_.peer_listen, "peers"); !st) return st;
     peer_address_ = format_endpoint(peer_acceptor_->local_endpoint());
+  }
+
+  if (!options_.gossip_listen.empty()) {
+    auto cluster = Cluster::start(options_, node_id_, ctx_->client_address, peer_address_, *store_,
+                                  cluster_io_.get_executor(), *storage_pool_, logger_);
+    if (!cluster) return cluster.error();
+    cluster_ = std::move(*cluster);
+    ctx_->cluster = cluster_.get();
+    ctx_->coordinator = &cluster_->coordinator();
+    cluster_thread_ = std::thread([this] { cluster_io_.run(); });
   }
 
   auto log_failure = [log = logger_](const char* what) {
@@ -363,6 +381,19 @@ void BrokerImpl::stop() {
         logger_->warn("{} sessions still open at the stop deadline; closing them", live_sessions_);
       }
     }
+    if (cluster_ && cluster_thread_.joinable()) {
+      // Sessions are done: nothing waits on replication any more. Stop gossip, handoff and
+      // peer connections on their own thread, then stop that thread.
+      std::promise<void> stopped;
+      asio::post(cluster_io_, [&] {
+        cluster_->stop();
+        stopped.set_value();
+      });
+      stopped.get_future().wait_for(std::chrono::seconds(5));
+    }
+    cluster_work_.reset();
+    cluster_io_.stop();
+    if (cluster_thread_.joinable()) cluster_thread_.join();
     for (auto& t : io_) t->work.reset();
     for (auto& t : io_) t->io.stop();
     for (auto& t : io_) {
@@ -375,6 +406,7 @@ void BrokerImpl::stop() {
     io_.clear();
     storage_pool_->join();
     coordinator_.reset();
+    cluster_.reset();
     store_.reset();  // writes everything queued, then closes RocksDB
     logger_->info("broker {} stopped", node_id_);
   }

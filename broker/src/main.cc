@@ -50,6 +50,24 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--peer-listen", o.peer_listen,
                  "HOST:PORT for other brokers (replication, hints); port 0 = any free port");
+  std::string gossip_interval = "1s", replica_timeout = "5s", seeds;
+  app.add_option("--gossip-listen", o.gossip_listen,
+                 "UDP HOST:PORT for gossip; makes this broker a cluster member (needs --peer-listen)");
+  app.add_option("--seeds", seeds, "Gossip HOST:PORT of brokers to join through, comma-separated");
+  app.add_option("--zone", o.zone, "Zone of this broker, for placement")->capture_default_str();
+  app.add_option("--region", o.region, "Region of this broker, for placement")->capture_default_str();
+  app.add_option("--replication-factor", o.replication_factor, "Copies of every event (cluster-wide)")
+      ->capture_default_str();
+  app.add_option("--other-zone-replicas", o.other_zone_replicas,
+                 "Of those copies, how many in distinct other zones")->capture_default_str();
+  app.add_option("--other-region-replicas", o.other_region_replicas,
+                 "Of those copies, how many in distinct other regions")->capture_default_str();
+  app.add_option("--gossip-interval", gossip_interval, "Time between gossip rounds")->capture_default_str();
+  app.add_option("--phi-threshold", o.phi_threshold, "Phi above which a member is dead")
+      ->capture_default_str();
+  app.add_option("--replica-timeout", replica_timeout,
+                 "A replica write taking longer is replaced by a hint on the next broker")
+      ->capture_default_str();
   app.add_option("--node-id", o.node_id, "Name of this broker (default: the stored one, or new)");
   app.add_option("--sync", sync, "on: acknowledge after the WAL is fsynced; off: after write()")
       ->check(CLI::IsMember({"on", "off"}))
@@ -87,11 +105,19 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   o.sync = sync == "on";
+  for (std::size_t start = 0; start < seeds.size();) {
+    auto comma = seeds.find(',', start);
+    if (comma == std::string::npos) comma = seeds.size();
+    if (comma > start) o.seeds.push_back(seeds.substr(start, comma - start));
+    start = comma + 1;
+  }
   if (!apply_duration("partition-interval", interval, o.partition_interval) ||
       !apply_duration("idle-timeout", idle, o.idle_timeout) ||
       !apply_duration("write-timeout", write_timeout, o.write_timeout) ||
       !apply_duration("produce-timeout", produce_timeout, o.produce_timeout) ||
-      !apply_duration("max-key-skew", skew, o.max_key_skew)) {
+      !apply_duration("max-key-skew", skew, o.max_key_skew) ||
+      !apply_duration("gossip-interval", gossip_interval, o.gossip_interval) ||
+      !apply_duration("replica-timeout", replica_timeout, o.replica_timeout)) {
     return 2;
   }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "alldata/broker/coordinator.h"
+#include "cluster.h"
 #include "alldata/broker/options.h"
 #include "alldata/protocol/keygen.h"
 #include "alldata/storage/event_store.h"
@@ -45,13 +46,14 @@ struct ServerContext {
   const BrokerOptions& options;
   spdlog::logger& log;
   storage::EventStore& store;
-  Coordinator& coordinator;
+  Coordinator* coordinator;    // the cluster's when a member, else the local one; set at start
   Keygen& keygen;
   KeyLease& lease;
   boost::asio::thread_pool& storage_pool;
   const std::string& node_id;
   const std::string& version;
   std::string client_address;  // set once the listener is bound
+  Cluster* cluster = nullptr;  // null for a single broker
   std::atomic<std::uint32_t> connections{0};
   std::atomic<bool> stopping{false};
 };

@@ -381,7 +381,7 @@ asio::awaitable<void> Session::handle_produce(protocol::FrameBuffer frame) {
   // The frame is no longer needed while the write is in progress.
   frame = protocol::FrameBuffer();
 
-  auto outcome = co_await ctx_.coordinator.produce(std::move(*batch), level, timeout);
+  auto outcome = co_await ctx_.coordinator->produce(std::move(*batch), level, timeout);
   if (!outcome) co_return fail(outcome.error());
 
   capnp::MallocMessageBuilder mb(keys.size() / 8 + 64);
@@ -561,15 +561,32 @@ asio::awaitable<void> Session::handle_metadata(std::uint64_t correlation_id, boo
   auto r = resp.initMetadata();
   r.setNodeId(protocol::text(ctx_.node_id));
   r.setPartitions(ctx_.options.partitions);
-  r.setReplicationFactor(ctx_.coordinator.replication_factor());
+  r.setReplicationFactor(ctx_.coordinator->replication_factor());
   r.setIntervalMs(static_cast<std::uint64_t>(ctx_.options.partition_interval.count()));
   r.setVersion(protocol::text(ctx_.version));
   r.setSync(ctx_.options.sync);
   r.setWatermarkMs(0);
-  auto members = r.initMembers(1);
-  members[0].setNodeId(protocol::text(ctx_.node_id));
-  members[0].setClientAddress(protocol::text(ctx_.client_address));
-  members[0].setLive(true);
+  if (ctx_.cluster) {
+    const auto views = ctx_.cluster->members();
+    auto members = r.initMembers(static_cast<unsigned>(views.size()));
+    for (unsigned i = 0; i < views.size(); ++i) {
+      const auto& v = views[i];
+      auto m = members[i];
+      m.setNodeId(protocol::text(v.node_id));
+      m.setClientAddress(protocol::text(v.client_address));
+      m.setPeerAddress(protocol::text(v.peer_address));
+      m.setZone(protocol::text(v.zone));
+      m.setRegion(protocol::text(v.region));
+      m.setLive(v.live);
+      m.setPhi(v.phi);
+      m.setPendingHints(v.pending_hints);
+    }
+  } else {
+    auto members = r.initMembers(1);
+    members[0].setNodeId(protocol::text(ctx_.node_id));
+    members[0].setClientAddress(protocol::text(ctx_.client_address));
+    members[0].setLive(true);
+  }
   auto list = r.initStreams(static_cast<unsigned>(streams.size()));
   for (unsigned i = 0; i < streams.size(); ++i) list.set(i, protocol::text(streams[i]));
   send(mb);

@@ -34,6 +34,8 @@ class Broker {
   virtual std::uint16_t client_port() const = 0;
   // The bound peer address, or empty without --peer-listen.
   virtual std::string peer_address() const = 0;
+  // The bound gossip (UDP) address, or empty for a single broker.
+  virtual std::string gossip_address() const = 0;
   virtual const std::string& node_id() const = 0;
   virtual std::uint64_t origin() const = 0;
 

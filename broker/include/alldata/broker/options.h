@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace alldata::broker {
 
@@ -15,6 +16,24 @@ struct BrokerOptions {
   std::string client_listen = "127.0.0.1:7400";
   // host:port for other brokers (replication, hints); empty = no peer listener.
   std::string peer_listen;
+  // UDP host:port for gossip; empty = a single broker (no cluster). A cluster member needs
+  // peer_listen too.
+  std::string gossip_listen;
+  // Gossip addresses of brokers to join through (any live member will do).
+  std::vector<std::string> seeds;
+  // Where this broker runs, for placement: replicas go to distinct zones and regions.
+  std::string zone = "zone-1";
+  std::string region = "region-1";
+  // Copies of every event (cluster-wide: members with another value are refused).
+  std::uint32_t replication_factor = 3;
+  // Of those copies, how many in distinct other zones, and in distinct other regions.
+  std::uint32_t other_zone_replicas = 0;
+  std::uint32_t other_region_replicas = 0;
+  // Gossip round interval and phi-accrual threshold for declaring a member dead.
+  std::chrono::milliseconds gossip_interval = std::chrono::seconds(1);
+  double phi_threshold = 8.0;
+  // One replica write may take this long before a hint on the next broker replaces it.
+  std::chrono::milliseconds replica_timeout = std::chrono::seconds(5);
   // Stable name of the broker; empty = the one stored in data_dir, or a new one.
   std::string node_id;
   // Acknowledge writes only after the WAL is fsynced (on by default).

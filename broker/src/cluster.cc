@@ -1,0 +1,278 @@
+#include "cluster.h"
+
+#include "store_write.h"
+
+#include "alldata/broker/gossip.h"
+#include "alldata/broker/gossip_udp.h"
+#include "alldata/broker/peer_client.h"
+#include "alldata/broker/replicating_coordinator.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <atomic>
+#include <random>
+
+namespace alldata::broker {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr const char* kPendingHintsKey = "hints.pending";
+
+// Placement's view of the cluster, read from gossip. Thread-safe (the gossiper is).
+class GossipMembership final : public Membership {
+ public:
+  GossipMembership(const Gossiper& gossiper, MemberInfo self) : gossiper_(gossiper), self_(std::move(self)) {}
+
+  std::vector<MemberInfo> members() const override {
+    std::vector<MemberInfo> out;
+    for (const auto& m : gossiper_.members()) {
+      if (m.self) {
+        out.push_back(self_);
+        continue;
+      }
+      MemberInfo info;
+      info.node_id = m.node_id;
+      info.zone = gossiper_.get(m.node_id, gossip_keys::kZone).value_or("");
+      info.region = gossiper_.get(m.node_id, gossip_keys::kRegion).value_or("");
+      info.live = m.live;
+      out.push_back(std::move(info));
+    }
+    return out;
+  }
+  MemberInfo self() const override { return self_; }
+
+ private:
+  const Gossiper& gossiper_;
+  MemberInfo self_;
+};
+
+// Writes a batch on a node: this broker's own store, or a peer over the peer protocol.
+class BrokerReplicaWriter final : public ReplicaWriter {
+ public:
+  BrokerReplicaWriter(std::string self_id, storage::EventStore& store, const Gossiper& gossiper,
+                      PeerClient& peers, std::chrono::milliseconds timeout)
+      : self_id_(std::move(self_id)), store_(store), gossiper_(gossiper), peers_(peers), timeout_(timeout) {}
+
+  asio::awaitable<Status> write(const std::string& node_id, const storage::EventBatch& batch,
+                                std::optional<std::string> hint_for) override {
+    if (node_id == self_id_) {
+      storage::EventBatch copy = batch;
+      co_return co_await store_and_wait(store_, std::move(copy), std::move(hint_for), timeout_);
+    }
+    auto address = gossiper_.get(node_id, gossip_keys::kPeerAddress);
+    if (!address) {
+      co_return Error(ErrorCode::kConnectionFailed, "no peer address known for " + node_id);
+    }
+    co_return co_await peers_.send(*address, PeerClient::Kind::kReplicate, batch, std::move(hint_for),
+                                   timeout_);
+  }
+
+ private:
+  std::string self_id_;
+  storage::EventStore& store_;
+  const Gossiper& gossiper_;
+  PeerClient& peers_;
+  std::chrono::milliseconds timeout_;
+};
+
+class ClusterImpl final : public Cluster {
+ public:
+  ClusterImpl(const BrokerOptions& options, std::string node_id, storage::EventStore& store,
+              asio::any_io_executor executor, asio::thread_pool& storage_pool,
+              std::shared_ptr<spdlog::logger> log)
+      : options_(options),
+        node_id_(std::move(node_id)),
+        store_(store),
+        executor_(std::move(executor)),
+        storage_pool_(storage_pool),
+        log_(std::move(log)),
+        random_(std::random_device{}()) {}
+
+  ~ClusterImpl() override { stop(); }
+
+  Status init(const std::string& client_address, const std::string& peer_address) {
+    auto transport = UdpGossipTransport::open(executor_, options_.gossip_listen, log_);
+    if (!transport) return transport.error();
+    transport_ = std::move(*transport);
+
+    GossipOptions go;
+    go.node_id = node_id_;
+    go.seeds = options_.seeds;
+    go.interval = options_.gossip_interval;
+    go.phi.threshold = options_.phi_threshold;
+    go.phi.first_interval_estimate_ms = static_cast<double>(options_.gossip_interval.count());
+    gossiper_ = std::make_unique<Gossiper>(go, *transport_, clock_, random_, log_);
+    for (auto [key, value] : {std::pair<const char*, std::string>{gossip_keys::kClientAddress, client_address},
+                              {gossip_keys::kPeerAddress, peer_address},
+                              {gossip_keys::kZone, options_.zone},
+                              {gossip_keys::kRegion, options_.region},
+                              {gossip_keys::kPartitions, std::to_string(options_.partitions)},
+                              {gossip_keys::kReplicationFactor, std::to_string(options_.replication_factor)},
+                              {gossip_keys::kState, "live"},
+                              {kPendingHintsKey, "0"}}) {
+      if (auto st = gossiper_->set_local(key, value); !st) return st;
+    }
+
+    peers_ = std::make_unique<PeerClient>(
+        executor_, PeerClientOptions{.self_node_id = node_id_, .max_frame_bytes = options_.max_frame_bytes},
+        *log_);
+    writer_ = std::make_unique<BrokerReplicaWriter>(node_id_, store_, *gossiper_, *peers_,
+                                                    options_.replica_timeout);
+    membership_ = std::make_unique<GossipMembership>(
+        *gossiper_, MemberInfo{node_id_, options_.zone, options_.region, true});
+    ReplicationOptions ro;
+    ro.policy.replication_factor = options_.replication_factor;
+    ro.policy.other_zone_replicas = options_.other_zone_replicas;
+    ro.policy.other_region_replicas = options_.other_region_replicas;
+    ro.replica_timeout = options_.replica_timeout;
+    ro.logger = log_;
+    coordinator_ = std::make_unique<ReplicatingCoordinator>(*membership_, *writer_, ro);
+
+    ticker_ = std::make_unique<GossipTicker>(executor_, *gossiper_, options_.gossip_interval);
+    ticker_->start();
+    asio::co_spawn(executor_, handoff_loop(), [log = log_](std::exception_ptr e) {
+      if (e) log->error("hinted handoff loop failed");
+    });
+    log_->info("broker {} joined gossip on {} (zone {}, region {}, replication factor {}, seeds {})",
+               node_id_, transport_->local_address(), options_.zone, options_.region,
+               options_.replication_factor, options_.seeds.size());
+    return {};
+  }
+
+  Coordinator& coordinator() override { return *coordinator_; }
+
+  std::vector<MemberView> members() const override {
+    std::vector<MemberView> out;
+    for (const auto& m : gossiper_->members()) {
+      MemberView v;
+      v.node_id = m.node_id;
+      auto get = [&](const char* key) { return gossiper_->get(m.node_id, key).value_or(""); };
+      v.client_address = get(gossip_keys::kClientAddress);
+      v.peer_address = get(gossip_keys::kPeerAddress);
+      v.zone = get(gossip_keys::kZone);
+      v.region = get(gossip_keys::kRegion);
+      v.live = m.live;
+      v.phi = m.phi;
+      v.pending_hints = std::strtoull(get(kPendingHintsKey).c_str(), nullptr, 10);
+      if (m.self) {
+        out.insert(out.begin(), std::move(v));
+      } else {
+        out.push_back(std::move(v));
+      }
+    }
+    return out;
+  }
+
+  std::string gossip_address() const override { return transport_ ? transport_->local_address() : ""; }
+
+  void stop() override {
+    if (stopped_.exchange(true)) return;
+    stopping_ = true;
+    if (ticker_) ticker_->stop();
+    if (peers_) peers_->close();
+    if (transport_) transport_->close();
+  }
+
+ private:
+  // Delivers held hints to their owners while gossip says they are live; deletes a hint only
+  // after its owner acknowledged it. Runs every gossip interval on the cluster executor.
+  asio::awaitable<void> handoff_loop() {
+    asio::steady_timer timer(executor_);
+    while (!stopping_) {
+      timer.expires_after(options_.gossip_interval);
+      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (stopping_) break;
+      std::uint64_t total = 0;
+      for (const auto& [target, count] : store_.pending_hints()) {
+        total += count;
+        if (count == 0 || stopping_) continue;
+        auto member = gossiper_->member(target);
+        auto address = gossiper_->get(target, gossip_keys::kPeerAddress);
+        if (!member || !member->live || !address) continue;
+        co_await deliver(target, *address);
+      }
+      const auto text = std::to_string(total);
+      if (gossiper_->get(node_id_, kPendingHintsKey) != text) {
+        (void)gossiper_->set_local(kPendingHintsKey, text);  // only fails for reserved keys
+      }
+    }
+  }
+
+  asio::awaitable<void> deliver(const std::string& target, const std::string& address) {
+    std::uint64_t delivered = 0;
+    for (int pages = 0; pages < 100 && !stopping_; ++pages) {
+      // Named lambdas and optionals, never temporaries with destructors inside a co_await
+      // expression: GCC 12 destroys those twice.
+      auto read = [this, &target]() -> asio::awaitable<Result<storage::HintPage>> {
+        co_return store_.read_hints(target, 1000);
+      };
+      auto page = co_await asio::co_spawn(storage_pool_, read, asio::use_awaitable);
+      if (!page) {
+        log_->error("cannot read hints for {}: {}", target, page.error().to_string());
+        co_return;
+      }
+      for (const auto& batch : page->batches) {
+        std::optional<std::string> no_hint;
+        Status sent = co_await peers_->send(address, PeerClient::Kind::kDeliverHints, batch,
+                                            std::move(no_hint), options_.replica_timeout);
+        if (!sent) {
+          log_->warn("hinted handoff to {} paused: {}", target, sent.error().to_string());
+          co_return;
+        }
+        auto remove = [this, &target, &batch]() -> asio::awaitable<Status> {
+          co_return store_.delete_hints(target, batch);
+        };
+        Status deleted = co_await asio::co_spawn(storage_pool_, remove, asio::use_awaitable);
+        if (!deleted) {
+          log_->error("cannot delete delivered hints for {}: {}", target, deleted.error().to_string());
+          co_return;
+        }
+        delivered += batch.size();
+      }
+      if (page->done || page->batches.empty()) break;
+    }
+    if (delivered > 0) log_->info("delivered {} hinted events to {}", delivered, target);
+  }
+
+  const BrokerOptions& options_;
+  std::string node_id_;
+  storage::EventStore& store_;
+  asio::any_io_executor executor_;
+  asio::thread_pool& storage_pool_;
+  std::shared_ptr<spdlog::logger> log_;
+  SteadyGossipClock clock_;
+  SeededGossipRandom random_;
+  std::unique_ptr<UdpGossipTransport> transport_;
+  std::unique_ptr<Gossiper> gossiper_;
+  std::unique_ptr<PeerClient> peers_;
+  std::unique_ptr<BrokerReplicaWriter> writer_;
+  std::unique_ptr<GossipMembership> membership_;
+  std::unique_ptr<ReplicatingCoordinator> coordinator_;
+  std::unique_ptr<GossipTicker> ticker_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Cluster>> Cluster::start(const BrokerOptions& options, const std::string& node_id,
+                                                const std::string& client_address,
+                                                const std::string& peer_address,
+                                                storage::EventStore& store, asio::any_io_executor executor,
+                                                asio::thread_pool& storage_pool,
+                                                std::shared_ptr<spdlog::logger> log) {
+  if (peer_address.empty()) {
+    return Error(ErrorCode::kBadRequest, "a cluster member needs a peer listener (--peer-listen)");
+  }
+  auto cluster = std::make_unique<ClusterImpl>(options, node_id, store, std::move(executor), storage_pool,
+                                               std::move(log));
+  if (auto st = cluster->init(client_address, peer_address); !st) return st.error();
+  return std::unique_ptr<Cluster>(std::move(cluster));
+}
+
+}  // namespace alldata::broker

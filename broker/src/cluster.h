@@ -1,0 +1,63 @@
+// A broker's cluster membership: UDP gossip, the membership view placement uses, replica
+// writes over the peer protocol, the replicating coordinator, and hinted handoff. Exists
+// only when the broker runs with --gossip-listen; otherwise the broker is a single node
+// with the LocalCoordinator.
+//
+// Executors: gossip, the peer client and hinted handoff run on the cluster's own executor
+// (one thread, owned by the broker). The coordinator runs on the calling session's
+// executor and hops to the cluster executor only for peer I/O.
+#pragma once
+
+#include "alldata/broker/coordinator.h"
+#include "alldata/broker/options.h"
+#include "alldata/protocol/error.h"
+#include "alldata/storage/event_store.h"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <spdlog/logger.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace alldata::broker {
+
+// One member as metadata reports it.
+struct MemberView {
+  std::string node_id;
+  std::string client_address;
+  std::string peer_address;
+  std::string zone;
+  std::string region;
+  bool live = false;
+  double phi = 0.0;
+  std::uint64_t pending_hints = 0;  // hints this member holds for others (as it gossips)
+};
+
+class Cluster {
+ public:
+  // Joins the cluster: binds the gossip socket, publishes this broker's addresses, zone,
+  // region and cluster settings, starts gossip rounds and hinted handoff. Borrows `store`,
+  // `storage_pool` and `log`; all must outlive the cluster.
+  static Result<std::unique_ptr<Cluster>> start(const BrokerOptions& options,
+                                                const std::string& node_id,
+                                                const std::string& client_address,
+                                                const std::string& peer_address,
+                                                storage::EventStore& store,
+                                                boost::asio::any_io_executor executor,
+                                                boost::asio::thread_pool& storage_pool,
+                                                std::shared_ptr<spdlog::logger> log);
+  virtual ~Cluster() = default;
+
+  virtual Coordinator& coordinator() = 0;
+  // Every known member, this broker first. Thread-safe.
+  virtual std::vector<MemberView> members() const = 0;
+  virtual std::string gossip_address() const = 0;
+  // Stops gossip, handoff and peer connections. Call on the cluster executor's thread
+  // or after it stopped; the executor must run until the returned cleanup is done.
+  virtual void stop() = 0;
+};
+
+}  // namespace alldata::broker
