@@ -123,6 +123,14 @@ struct ScanResult {
 
 struct Metadata {
   streams @0 :Bool;             # include the list of streams
+  stream @1 :Text;              # if set: include the replica set of each partition of it
+}
+
+# Where one partition of a stream lives: its replicas in preference order (node ids as in
+# MetadataResult.members). Scan a partition from any live replica.
+struct PartitionReplicas {
+  partition @0 :UInt32;
+  nodeIds @1 :List(Text);
 }
 
 struct Member {
@@ -146,6 +154,7 @@ struct MetadataResult {
   watermarkMs @6 :UInt64;       # below this time, ranges are complete (0 = unknown)
   version @7 :Text;             # the broker's software version
   sync @8 :Bool;                # whether writes are fsynced before acknowledgement
+  replicaSets @9 :List(PartitionReplicas);  # for Metadata.stream, one per partition
 }
 
 # Peer requests: reserved for the cluster (replication, hinted handoff, anti-entropy).

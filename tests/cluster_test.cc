@@ -122,6 +122,37 @@ TEST_F(ClusterTest, AnyBrokerCoordinatesAndEveryReplicaGetsEveryEvent) {
   }
 }
 
+TEST_F(ClusterTest, EveryBrokerReportsTheSameReplicaSets) {
+  std::vector<std::vector<std::vector<std::string>>> views;
+  for (int i = 0; i < 3; ++i) {
+    RawConnection c(brokers_[i]->client_port());
+    c.hello();
+    capnp::MallocMessageBuilder mb;
+    auto req = mb.initRoot<wire::Request>();
+    req.setCorrelationId(1);
+    req.initMetadata().setStream("events");
+    auto r = c.call(mb);
+    ASSERT_EQ(r.error(), ErrorCode::kOk);
+    auto meta = r.get().getMetadata();
+    EXPECT_EQ(meta.getReplicationFactor(), 3u);
+    ASSERT_EQ(meta.getMembers().size(), 3u);
+    EXPECT_EQ(std::string(meta.getMembers()[0].getNodeId().cStr()), "node-" + std::to_string(i))
+        << "the answering broker comes first";
+    std::vector<std::vector<std::string>> sets;
+    for (auto set : meta.getReplicaSets()) {
+      EXPECT_EQ(set.getPartition(), sets.size());
+      std::vector<std::string> ids;
+      for (auto id : set.getNodeIds()) ids.emplace_back(id.cStr());
+      EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), 3u);
+      sets.push_back(ids);
+    }
+    EXPECT_EQ(sets.size(), kPartitions);
+    views.push_back(sets);
+  }
+  EXPECT_EQ(views[0], views[1]);
+  EXPECT_EQ(views[0], views[2]);
+}
+
 TEST_F(ClusterTest, StoppedBrokerDoesNotStopQuorumWritesAndGetsItsHintsBack) {
   std::set<Key> all;
   for (auto k : produce(0, 400, "before-")) all.insert(k);

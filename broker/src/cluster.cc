@@ -168,6 +168,19 @@ class ClusterImpl final : public Cluster {
     return out;
   }
 
+  std::vector<std::vector<std::string>> replica_sets(std::string_view stream) const override {
+    const auto members = membership_->members();
+    PlacementPolicy policy;
+    policy.replication_factor = options_.replication_factor;
+    policy.other_zone_replicas = options_.other_zone_replicas;
+    policy.other_region_replicas = options_.other_region_replicas;
+    std::vector<std::vector<std::string>> out;
+    for (std::uint32_t p = 0; p < options_.partitions; ++p) {
+      out.push_back(replica_set(stream, p, members, policy));
+    }
+    return out;
+  }
+
   std::string gossip_address() const override { return transport_ ? transport_->local_address() : ""; }
 
   void stop() override {

@@ -55,6 +55,9 @@ class Cluster {
   // Every known member, this broker first. Thread-safe.
   virtual std::vector<MemberView> members() const = 0;
   virtual std::string gossip_address() const = 0;
+  // The replica set (node ids, preference order) of each partition of `stream`, as
+  // placement computes it from the current membership. Thread-safe.
+  virtual std::vector<std::vector<std::string>> replica_sets(std::string_view stream) const = 0;
   // Stops gossip, handoff and peer connections. Call on the cluster executor's thread
   // or after it stopped; the executor must run until the returned cleanup is done.
   virtual void stop() = 0;

@@ -142,12 +142,16 @@ bool Session::dispatch(protocol::FrameBuffer frame) {
   std::uint64_t correlation_id = 0;
   wire::Request::Which which;
   bool metadata_streams = false;
+  std::string metadata_stream;
   try {
     auto reader = protocol::make_reader(frame, ctx_.options.nesting_limit);
     auto request = reader.getRoot<wire::Request>();
     correlation_id = request.getCorrelationId();
     which = request.which();
-    if (which == wire::Request::METADATA) metadata_streams = request.getMetadata().getStreams();
+    if (which == wire::Request::METADATA) {
+      metadata_streams = request.getMetadata().getStreams();
+      metadata_stream = protocol::view(request.getMetadata().getStream());
+    }
   } catch (const kj::Exception& e) {
     ctx_.log.warn("session {}: closing: malformed message: {}", remote_,
                   e.getDescription().cStr());
@@ -189,7 +193,8 @@ bool Session::dispatch(protocol::FrameBuffer frame) {
       return true;
     case wire::Request::METADATA:
       ++in_flight_;
-      asio::co_spawn(ex, handle_metadata(correlation_id, metadata_streams), on_done);
+      asio::co_spawn(ex, handle_metadata(correlation_id, metadata_streams, std::move(metadata_stream)),
+                     on_done);
       return true;
     case wire::Request::REPLICATE:
     case wire::Request::DELIVER_HINTS:
@@ -549,7 +554,8 @@ asio::awaitable<void> Session::handle_scan(protocol::FrameBuffer frame) {
   request_done();
 }
 
-asio::awaitable<void> Session::handle_metadata(std::uint64_t correlation_id, bool with_streams) {
+asio::awaitable<void> Session::handle_metadata(std::uint64_t correlation_id, bool with_streams,
+                                               std::string stream) {
   std::vector<std::string> streams;
   if (with_streams) {
     streams = co_await on_storage(ctx_.storage_pool, [&store = ctx_.store] { return store.streams(); });
@@ -586,6 +592,20 @@ asio::awaitable<void> Session::handle_metadata(std::uint64_t correlation_id, boo
     members[0].setNodeId(protocol::text(ctx_.node_id));
     members[0].setClientAddress(protocol::text(ctx_.client_address));
     members[0].setLive(true);
+  }
+  if (!stream.empty()) {
+    std::vector<std::vector<std::string>> sets;
+    if (ctx_.cluster) {
+      sets = ctx_.cluster->replica_sets(stream);
+    } else {
+      sets.assign(ctx_.options.partitions, {ctx_.node_id});
+    }
+    auto list = r.initReplicaSets(static_cast<unsigned>(sets.size()));
+    for (unsigned p = 0; p < sets.size(); ++p) {
+      list[p].setPartition(p);
+      auto ids = list[p].initNodeIds(static_cast<unsigned>(sets[p].size()));
+      for (unsigned i = 0; i < sets[p].size(); ++i) ids.set(i, protocol::text(sets[p][i]));
+    }
   }
   auto list = r.initStreams(static_cast<unsigned>(streams.size()));
   for (unsigned i = 0; i < streams.size(); ++i) list.set(i, protocol::text(streams[i]));

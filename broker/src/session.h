@@ -56,7 +56,9 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<void> handle_scan(protocol::FrameBuffer frame);
   // replicate / deliverHints from a peer: store events under the keys they carry.
   boost::asio::awaitable<void> handle_replicate(protocol::FrameBuffer frame, bool delivered_hints);
-  boost::asio::awaitable<void> handle_metadata(std::uint64_t correlation_id, bool streams);
+  // `stream` non-empty: include its partitions' replica sets.
+  boost::asio::awaitable<void> handle_metadata(std::uint64_t correlation_id, bool streams,
+                                               std::string stream);
   void handle_hello(std::uint64_t correlation_id, const protocol::FrameBuffer& frame);
 
   // Queues a response for the writer.
