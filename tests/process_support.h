@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -118,7 +119,11 @@ class BrokerProcess {
     std::vector<std::string> argv = {env_or("ALLDATA_BROKER_BIN", "alldata-broker"),
                                      "--data-dir", data_dir_.string(),
                                      "--client-listen", "127.0.0.1:" + std::to_string(port_),
-                                     "--ready-file", ready, "--sync", "off"};
+                                     "--ready-file", ready};
+    // Tests run with sync off unless they ask for it.
+    if (std::find(extra_.begin(), extra_.end(), "--sync") == extra_.end()) {
+      argv.insert(argv.end(), {"--sync", "off"});
+    }
     argv.insert(argv.end(), extra_.begin(), extra_.end());
     pid_ = spawn(argv, "", "", data_dir_.string() + ".log");
     if (pid_ < 0) return false;
@@ -126,7 +131,7 @@ class BrokerProcess {
     while (std::chrono::steady_clock::now() < deadline) {
       const std::string text = read_file(ready);
       if (text.rfind("client=", 0) == 0 && text.back() == '\n') {
-        address_ = text.substr(7, text.size() - 8);
+        address_ = text.substr(7, text.find('\n') - 7);
         port_ = static_cast<std::uint16_t>(std::stoi(address_.substr(address_.rfind(':') + 1)));
         return true;
       }
@@ -150,6 +155,17 @@ class BrokerProcess {
   }
 
   const std::string& address() const { return address_; }
+  // A `key=VALUE` line of the ready file (client, peer, gossip), empty if absent.
+  std::string ready_value(const std::string& key) const {
+    std::stringstream ss(read_file(data_dir_.string() + ".ready"));
+    std::string line;
+    while (std::getline(ss, line)) {
+      if (line.rfind(key + "=", 0) == 0) return line.substr(key.size() + 1);
+    }
+    return "";
+  }
+  // SIGKILL: no clean shutdown, as a crash.
+  void kill_hard() { stop(SIGKILL); }
   std::string log() const { return read_file(data_dir_.string() + ".log"); }
 
  private:

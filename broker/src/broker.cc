@@ -61,12 +61,14 @@ std::string format_endpoint(const tcp::endpoint& ep) {
   return host + ":" + std::to_string(ep.port());
 }
 
-Status write_ready_file(const std::string& path, const std::string& client, const std::string& peer) {
+Status write_ready_file(const std::string& path, const std::string& client, const std::string& peer,
+                        const std::string& gossip) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::trunc);
     f << "client=" << client << "\n";
     if (!peer.empty()) f << "peer=" << peer << "\n";
+    if (!gossip.empty()) f << "gossip=" << gossip << "\n";
     f.flush();
     if (!f) return Error(ErrorCode::kStorageError, "cannot write ready file " + tmp);
   }
@@ -254,7 +256,8 @@ Status BrokerImpl::init() {
                 peer_address_, options_.data_dir, options_.sync ? "on" : "off",
                 options_.partitions, options_.partition_interval.count());
   if (!options_.ready_file.empty()) {
-    auto st = write_ready_file(options_.ready_file, ctx_->client_address, peer_address_);
+    auto st = write_ready_file(options_.ready_file, ctx_->client_address, peer_address_,
+                               cluster_ ? cluster_->gossip_address() : "");
     if (!st) return st.error();
   }
   return {};

@@ -4,6 +4,8 @@
 // ready file. Ctrl-C or SIGTERM stops them all with SIGTERM and waits for them.
 #include "tool.h"
 
+#include "alldata/client/admin.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -28,7 +30,10 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 struct DevOptions {
-  int brokers = 1;
+  int brokers = 3;
+  std::string zones;   // comma-separated; broker i gets zone i mod count
+  std::string regions;
+  int replication_factor = 3;
   std::string dir = "./alldata-dev";
   int base_port = 7400;
   std::string broker_bin;
@@ -127,14 +132,17 @@ pid_t spawn(const fs::path& bin, const std::vector<std::string>& args, const fs:
   ::_exit(127);
 }
 
-// Reads `client=HOST:PORT` from a ready file; empty when not there (yet).
-std::string read_ready(const fs::path& ready) {
+// Reads `key=VALUE` (client, peer, gossip) from a ready file; empty when not there (yet).
+std::string read_ready(const fs::path& ready, const std::string& key = "client") {
   std::ifstream in(ready);
   std::string line;
+  std::string value;
+  bool complete = false;
   while (std::getline(in, line)) {
-    if (line.rfind("client=", 0) == 0) return line.substr(7);
+    if (line.rfind(key + "=", 0) == 0) value = line.substr(key.size() + 1);
+    if (line.rfind("client=", 0) == 0) complete = true;
   }
-  return {};
+  return complete ? value : std::string();
 }
 
 bool reap(BrokerProcess& b) {
@@ -201,8 +209,23 @@ int run_dev(const DevOptions& o) {
   sigaddset(&wanted, SIGCHLD);
   ::sigprocmask(SIG_BLOCK, &wanted, &original);
 
+  auto split = [](const std::string& list) {
+    std::vector<std::string> out;
+    std::stringstream ss(list);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      if (!item.empty()) out.push_back(item);
+    }
+    return out;
+  };
+  const auto zones = split(o.zones);
+  const auto regions = split(o.regions);
+
   std::vector<BrokerProcess> brokers;
-  for (int i = 0; i < o.brokers; ++i) {
+  std::string seed;  // broker-0's gossip address, once it is ready
+  const auto deadline = Clock::now() + std::chrono::seconds(o.ready_timeout_s);
+  // Starts broker i: client port base+10i, peer base+10i+1, gossip base+10i+2 (or all 0).
+  auto start = [&](int i) -> bool {
     BrokerProcess b;
     b.index = i;
     b.dir = root / ("broker-" + std::to_string(i));
@@ -210,27 +233,33 @@ int run_dev(const DevOptions& o) {
     b.log = b.dir / "broker.log";
     b.ready = b.dir / "ready";
     fs::remove(b.ready, ec);
-    const int port = o.base_port == 0 ? 0 : o.base_port + 10 * i;
+    auto port = [&](int offset) {
+      return "127.0.0.1:" + std::to_string(o.base_port == 0 ? 0 : o.base_port + 10 * i + offset);
+    };
     std::vector<std::string> args = {"--data-dir",      b.dir.string(),
-                                     "--client-listen", "127.0.0.1:" + std::to_string(port),
+                                     "--client-listen", port(0),
                                      "--node-id",       "broker-" + std::to_string(i),
-                                     "--ready-file",    b.ready.string()};
+                                     "--ready-file",    b.ready.string(),
+                                     "--peer-listen",   port(1),
+                                     "--gossip-listen", port(2),
+                                     "--replication-factor", std::to_string(o.replication_factor)};
+    if (!zones.empty()) args.insert(args.end(), {"--zone", zones[i % zones.size()]});
+    if (!regions.empty()) args.insert(args.end(), {"--region", regions[i % regions.size()]});
+    if (!seed.empty()) args.insert(args.end(), {"--seeds", seed});
     for (const auto& a : o.broker_args) args.push_back(a);
     b.pid = spawn(*bin, args, b.log, original);
     if (b.pid < 0) {
       std::perror("alldata dev: fork");
-      stop_all(brokers, std::chrono::seconds(30));
-      return 1;
+      return false;
     }
     brokers.push_back(std::move(b));
-  }
-
-  // Wait until every broker wrote its ready file.
-  const auto deadline = Clock::now() + std::chrono::seconds(o.ready_timeout_s);
-  for (auto& b : brokers) {
+    return true;
+  };
+  // Waits until broker b wrote its ready file; 0, or the exit code to return.
+  auto wait_ready = [&](BrokerProcess& b) -> int {
     for (;;) {
       b.client_address = read_ready(b.ready);
-      if (!b.client_address.empty()) break;
+      if (!b.client_address.empty()) return 0;
       std::string problem;
       if (reap(b)) {
         problem = "broker-" + std::to_string(b.index) + " " + status_text(b.status) +
@@ -242,7 +271,6 @@ int run_dev(const DevOptions& o) {
       if (!problem.empty()) {
         std::fprintf(stderr, "alldata dev: %s; its log is %s:\n%s", problem.c_str(),
                      b.log.c_str(), tail(b.log, 20).c_str());
-        stop_all(brokers, std::chrono::seconds(30));
         return 1;
       }
       timespec wait{0, 50'000'000};
@@ -250,9 +278,51 @@ int run_dev(const DevOptions& o) {
       const int sig = ::sigtimedwait(&wanted, &info, &wait);
       if (sig == SIGINT || sig == SIGTERM) {
         std::fprintf(stderr, "alldata dev: stopping\n");
-        stop_all(brokers, std::chrono::seconds(30));
         return 130;
       }
+    }
+  };
+  // Broker 0 first: the others join the cluster through its gossip address.
+  int started = start(0) ? wait_ready(brokers[0]) : 1;
+  int& code = started;
+  if (code == 0) seed = read_ready(brokers[0].ready, "gossip");
+  for (int i = 1; code == 0 && i < o.brokers; ++i) {
+    if (!start(i)) code = 1;
+  }
+  for (std::size_t i = 1; code == 0 && i < brokers.size(); ++i) code = wait_ready(brokers[i]);
+  if (code != 0) {
+    stop_all(brokers, std::chrono::seconds(30));
+    return code;
+  }
+
+  // Wait (bounded) until broker 0 sees every broker live, so `alldata cluster` right away
+  // shows the whole cluster.
+  {
+    client::ClientConfig config;
+    config.bootstrap = {brokers[0].client_address};
+    config.client_id = "alldata-dev";
+    bool converged = false;
+    while (!converged && Clock::now() < deadline) {
+      if (auto admin = client::Admin::connect(config)) {
+        if (auto meta = (*admin)->metadata(false)) {
+          int live = 0;
+          for (const auto& m : meta->members) live += m.live ? 1 : 0;
+          converged = live == o.brokers;
+        }
+      }
+      if (!converged) {
+        timespec wait{0, 100'000'000};
+        siginfo_t info;
+        const int sig = ::sigtimedwait(&wanted, &info, &wait);
+        if (sig == SIGINT || sig == SIGTERM) {
+          stop_all(brokers, std::chrono::seconds(30));
+          return 130;
+        }
+      }
+    }
+    if (!converged) {
+      std::fprintf(stderr, "alldata dev: the brokers did not all see each other within %d s; see %s\n",
+                   o.ready_timeout_s, brokers[0].log.c_str());
     }
   }
 
@@ -294,7 +364,7 @@ int run_dev(const DevOptions& o) {
   }
   std::fprintf(stderr, "alldata dev: stopping %d broker%s\n", o.brokers, o.brokers == 1 ? "" : "s");
   stop_all(brokers, std::chrono::seconds(60));
-  int code = 0;
+  code = 0;
   for (const auto& b : brokers) {
     const bool clean = WIFEXITED(b.status) && WEXITSTATUS(b.status) == 0;
     if (!clean) {
@@ -317,6 +387,10 @@ void register_dev(CLI::App& app, Runner& run) {
       "Broker i keeps its data and broker.log in DIR/broker-<i> and listens for clients on\n"
       "port base-port + 10*i (base-port 0: ports chosen by the OS).");
   cmd->add_option("--brokers", o->brokers, "Number of brokers")->capture_default_str();
+  cmd->add_option("--zones", o->zones, "Zones, comma-separated: broker i gets zone i mod count");
+  cmd->add_option("--regions", o->regions, "Regions, comma-separated: broker i gets region i mod count");
+  cmd->add_option("--replication-factor", o->replication_factor, "Copies of every event")
+      ->capture_default_str();
   cmd->add_option("--dir", o->dir, "Folder for the brokers' data and logs")
       ->capture_default_str();
   cmd->add_option("--base-port", o->base_port, "Client port of broker 0")->capture_default_str();

@@ -66,7 +66,7 @@ struct BrokerOptions {
   // Bytes of produce data queued for the storage writer; past it produce answers Overloaded.
   std::uint64_t max_write_queue_bytes = 256u << 20;
   // If set, written (atomically) once the broker listens: "client=HOST:PORT\n", then
-  // "peer=HOST:PORT\n" when there is a peer listener.
+  // "peer=HOST:PORT\n" when there is a peer listener, "gossip=HOST:PORT\n" in a cluster.
   std::string ready_file;
 };
 
