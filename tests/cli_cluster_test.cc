@@ -12,14 +12,6 @@
 namespace alldata::testing {
 namespace {
 
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  std::string line;
-  while (std::getline(ss, line)) out.push_back(line);
-  return out;
-}
-
 class CliClusterTest : public ::testing::Test {
  protected:
   std::vector<std::string> cluster_args(int i, const std::string& seed) {

@@ -38,6 +38,15 @@ inline std::string read_file(const std::filesystem::path& p) {
   return ss.str();
 }
 
+// The lines of `text`, without their line ends.
+inline std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string line;
+  while (std::getline(ss, line)) out.push_back(line);
+  return out;
+}
+
 // Spawns argv with stdin/stdout/stderr redirected to files (empty path: /dev/null).
 inline pid_t spawn(const std::vector<std::string>& argv, const std::string& in,
                    const std::string& out, const std::string& err) {
