@@ -66,6 +66,7 @@ Status BrokerConnection::connect() {
   Error last(ErrorCode::kConnectionFailed, "no broker address");
   for (std::size_t i = 0; i < brokers_.size(); ++i) {
     const HostPort& broker = brokers_[next_broker_];
+    current_broker_ = next_broker_;
     next_broker_ = (next_broker_ + 1) % brokers_.size();
     boost::system::error_code ignored;
     socket_.close(ignored);
@@ -92,6 +93,17 @@ void BrokerConnection::drop() {
   boost::system::error_code ignored;
   socket_.close(ignored);
   connected_ = false;
+}
+
+void BrokerConnection::keep_only_current() {
+  if (!connected_ || brokers_.empty()) return;
+  brokers_ = {brokers_[current_broker_]};
+  current_broker_ = 0;
+  next_broker_ = 0;
+}
+
+int BrokerConnection::native_handle() noexcept {
+  return connected_ ? static_cast<int>(socket_.native_handle()) : -1;
 }
 
 Status BrokerConnection::write(std::string_view frames) {

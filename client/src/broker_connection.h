@@ -49,6 +49,11 @@ class BrokerConnection {
   bool connected() const noexcept { return connected_; }
   // Closes the connection; the next connect() tries the next broker.
   void drop();
+  // While connected: forget the other bootstrap addresses, so that a reconnect goes back to
+  // this broker only (a Scanner reading one broker's copy must not land on another).
+  void keep_only_current();
+  // The socket's descriptor (for poll() over several connections); -1 when not connected.
+  int native_handle() noexcept;
 
   const BrokerInfo& info() const noexcept { return info_; }
   const ClientConfig& config() const noexcept { return config_; }
@@ -66,6 +71,7 @@ class BrokerConnection {
   ClientConfig config_;
   std::vector<HostPort> brokers_;
   std::size_t next_broker_ = 0;
+  std::size_t current_broker_ = 0;
   asio::io_context ioc_;
   tcp::socket socket_;
   bool connected_ = false;

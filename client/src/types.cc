@@ -29,6 +29,21 @@ Result<CommitLevel> parse_commit_level(std::string_view text) {
                "unknown commit level '" + std::string(text) + "': use ANY, ONE, QUORUM or ALL");
 }
 
+std::string_view to_string(ReadConsistency consistency) noexcept {
+  return consistency == ReadConsistency::kQuorum ? "quorum" : "one";
+}
+
+Result<ReadConsistency> parse_read_consistency(std::string_view text) {
+  std::string lower(text);
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (auto c : {ReadConsistency::kOne, ReadConsistency::kQuorum}) {
+    if (lower == to_string(c)) return c;
+  }
+  return Error(ErrorCode::kBadRequest,
+               "unknown read consistency '" + std::string(text) + "': use one or quorum");
+}
+
 Result<std::vector<std::string>> parse_broker_list(std::string_view text) {
   std::vector<std::string> out;
   std::size_t start = 0;

@@ -21,6 +21,8 @@ struct ScanCliOptions {
   std::uint64_t limit = 0;
   std::uint32_t page_events = 0;
   bool print_cursor = false;
+  std::string consistency = "one";
+  std::string replica;
 };
 
 void format_jsonl(std::string& out, const std::string& stream, const client::Event& e) {
@@ -76,6 +78,19 @@ int run_scan(const ScanCliOptions& o) {
   }
   if (o.has_partition) options.partition = o.partition;
   options.page_events = o.page_events;
+  auto consistency = client::parse_read_consistency(o.consistency);
+  if (!consistency) {
+    complain("--consistency", consistency.error());
+    return 2;
+  }
+  options.consistency = *consistency;
+  options.replica = o.replica;
+  if (!o.replica.empty() && options.consistency == client::ReadConsistency::kQuorum) {
+    complain("--replica", Error(ErrorCode::kBadRequest,
+                                "reads one broker's copy; it cannot be combined with "
+                                "--consistency quorum"));
+    return 2;
+  }
   client::ClientConfig config;
   config.bootstrap = *bootstrap;
   config.client_id = o.connect.client_id;
@@ -136,7 +151,9 @@ void register_scan(CLI::App& app, Runner& run) {
       "scan",
       "Print the events of a stream in the key range [from, to), in key order.\n"
       "TIME|KEY is a key (2026-11-28T06:29:43.123Z-00000-0123456789abcdef), a time\n"
-      "(2026-11-28T06:29:43.123Z, 2026-11-28T06:29:43Z, 2026-11-28) or unix milliseconds.");
+      "(2026-11-28T06:29:43.123Z, 2026-11-28T06:29:43Z, 2026-11-28) or unix milliseconds.\n"
+      "In a cluster each partition is read from its replicas (see --consistency, --replica),\n"
+      "whichever broker -b names.");
   add_connect_options(*cmd, o->connect);
   cmd->add_option("-s,--stream", o->stream, "Stream to read")->required();
   cmd->add_option("--from", o->from, "TIME|KEY: first key (inclusive; default: the beginning)");
@@ -153,6 +170,16 @@ void register_scan(CLI::App& app, Runner& run) {
       ->capture_default_str();
   cmd->add_option("--page-events", o->page_events,
                   "Events per page asked of the broker (0 = the broker's default)");
+  cmd->add_option("--consistency", o->consistency,
+                  "one: read each partition from one live replica, switching to the next "
+                  "replica if it fails; quorum: read each partition from floor(RF/2)+1 "
+                  "replicas and merge them by key, each event once (an event on a quorum of "
+                  "replicas is seen even if one replica lags)")
+      ->transform(CLI::IsMember({"one", "quorum"}, CLI::ignore_case))
+      ->capture_default_str();
+  cmd->add_option("--replica", o->replica,
+                  "NODE_ID: read every partition only from this broker's own copy, with no "
+                  "failover (to check one replica; see `alldata cluster` for node ids)");
   cmd->add_flag("--print-cursor", o->print_cursor,
                 "At the end, print to stderr the key to resume from with --from");
   cmd->callback([o, partition, &run] {

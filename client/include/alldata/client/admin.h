@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace alldata::client {
@@ -34,6 +35,10 @@ struct ClusterMetadata {
   std::uint64_t watermark_ms = 0;  // ranges ending below this time are complete; 0 = unknown
   std::string version;             // the broker's software version
   bool sync = false;               // whether writes are fsynced before acknowledgement
+  // Only when metadata() was asked about a stream: for each partition (index = partition),
+  // the node ids of its replicas in preference order (ids as in `members`). Empty from a
+  // broker that does not report replica sets.
+  std::vector<std::vector<std::string>> replica_sets;
 };
 
 // Not thread-safe. Holds one connection, opened by connect().
@@ -48,7 +53,8 @@ class Admin {
   Admin& operator=(const Admin&) = delete;
 
   // What the connected broker reports. Retries on the next broker like the Scanner.
-  Result<ClusterMetadata> metadata(bool include_streams = true);
+  // With `stream` set, replica_sets holds where each partition of that stream lives.
+  Result<ClusterMetadata> metadata(bool include_streams = true, std::string_view stream = {});
 
   const BrokerInfo& broker() const;
 

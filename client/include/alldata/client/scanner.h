@@ -1,7 +1,10 @@
-// The Scanner reads a key range of one stream back: every partition (one Scan request per
-// partition, pipelined on one connection) merged into one stream in global key order, or a
-// single partition (what a parallel batch job gives each of its workers). Reading is a
-// synchronous pull in the caller's thread, in pages; cursor() says where to resume.
+// The Scanner reads a key range of one stream back: every partition merged into one stream
+// in global key order, or a single partition (what a parallel batch job gives each of its
+// workers). In a cluster it asks the bootstrap broker where each partition lives (metadata
+// replica sets) and reads each partition from one live replica (or a quorum of replicas,
+// merged), with one connection per broker shared by the partitions it serves, switching to
+// the next replica when one fails. Reading is a synchronous pull in the caller's thread, in
+// pages; cursor() says where to resume.
 #pragma once
 
 #include "alldata/client/types.h"
@@ -29,16 +32,29 @@ struct ScanOptions {
   // 1 MiB). The scanner keeps at most about two pages per partition in memory.
   std::uint32_t page_events = 0;
   std::uint32_t page_bytes = 0;
+  // kOne: each partition from one replica (live ones first, in the cluster's preference
+  // order); on a connection failure or a retriable error the partition carries on from its
+  // own cursor on the next replica. kQuorum: each partition from floor(RF/2)+1 distinct
+  // replicas at once, merged by key with duplicates removed, so an event stored on a quorum
+  // of replicas is returned even if one replica lags; it fails when fewer replicas answer.
+  ReadConsistency consistency = ReadConsistency::kOne;
+  // Non-empty: a node id (as in Admin::metadata().members). Every partition is read from
+  // that broker's own copy only, with no failover to other replicas: for checking one
+  // replica. Excludes kQuorum. kBadRequest when the cluster has no such member.
+  std::string replica;
 };
 
-// Not thread-safe: one thread at a time. Lifecycle: open() connects; the object holds one
-// connection until destroyed. Reads may lag writes: a range ending below the cluster's
+// Not thread-safe: one thread at a time. Lifecycle: open() connects to a bootstrap broker
+// and asks it for the stream's replica sets; the object holds at most one connection per
+// broker it reads from until destroyed. A broker without replica sets (or a single broker)
+// serves every partition itself, as its replica set is just itself. Reads may lag writes: a range ending below the cluster's
 // completeness watermark (Admin::metadata) holds everything that will ever be there.
 class Scanner {
  public:
-  // Connects to the first reachable bootstrap broker and checks the options.
-  // Errors: kConnectionFailed (no broker reachable within config.retry_timeout),
-  // kInvalidStream, kInvalidRange (from > to), kInvalidPartition.
+  // Connects to the first reachable bootstrap broker, asks it for the stream's replica sets,
+  // and checks the options. Errors: kConnectionFailed (no broker reachable within
+  // config.retry_timeout), kInvalidStream, kInvalidRange (from > to), kInvalidPartition,
+  // kBadRequest (unknown `replica`, or `replica` with kQuorum).
   static Result<std::unique_ptr<Scanner>> open(ClientConfig config, ScanOptions options);
 
   ~Scanner();
@@ -46,9 +62,11 @@ class Scanner {
   Scanner& operator=(const Scanner&) = delete;
 
   // The next event in key order, nullopt once the range is exhausted. Connection failures
-  // and retriable broker errors are retried (on the next broker) within
-  // config.retry_timeout; any other broker error is returned as is. After an error the
-  // scanner stays failed: open a new one from cursor().
+  // and retriable broker errors move the partition to its next replica; once every replica
+  // of a partition failed, they are tried again with back-off until config.retry_timeout
+  // has passed since the partition's first failure, then the error (the last failure's code)
+  // names the partition and each replica tried with its failure. Any other broker error is
+  // returned as is. After an error the scanner stays failed: open a new one from cursor().
   Result<std::optional<Event>> next();
 
   // Up to `max_events` next events in key order; empty once the range is exhausted.
@@ -59,7 +77,7 @@ class Scanner {
   // partition carries on exactly where this one stopped. Save it as Key::to_text().
   Key cursor() const;
 
-  // The broker the scanner is connected to (its partition count and limits).
+  // The bootstrap broker that answered the metadata (its partition count and limits).
   const BrokerInfo& broker() const;
 
  private:

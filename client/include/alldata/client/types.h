@@ -29,6 +29,17 @@ std::string_view to_string(CommitLevel level) noexcept;
 // Case-insensitive inverse of to_string(); kBadRequest naming the accepted words otherwise.
 Result<CommitLevel> parse_commit_level(std::string_view text);
 
+// How many replicas of each partition a Scanner reads (see ScanOptions::consistency):
+// ONE = one live replica, switching to the next on failure; QUORUM = floor(RF/2)+1
+// replicas merged by key with duplicates removed (an event on any quorum of replicas is seen
+// even if one replica lags).
+enum class ReadConsistency : std::uint8_t { kOne = 0, kQuorum = 1 };
+
+// "one", "quorum".
+std::string_view to_string(ReadConsistency consistency) noexcept;
+// Case-insensitive inverse of to_string(); kBadRequest naming the accepted words otherwise.
+Result<ReadConsistency> parse_read_consistency(std::string_view text);
+
 // An event header: a name and opaque bytes.
 struct Header {
   std::string name;
