@@ -7,28 +7,6 @@
 
 namespace alldata::client {
 
-std::string_view to_string(CommitLevel level) noexcept {
-  switch (level) {
-    case CommitLevel::kAny: return "ANY";
-    case CommitLevel::kOne: return "ONE";
-    case CommitLevel::kQuorum: return "QUORUM";
-    case CommitLevel::kAll: return "ALL";
-  }
-  return "QUORUM";
-}
-
-Result<CommitLevel> parse_commit_level(std::string_view text) {
-  std::string upper(text);
-  std::transform(upper.begin(), upper.end(), upper.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
-  for (auto level : {CommitLevel::kAny, CommitLevel::kOne, CommitLevel::kQuorum,
-                     CommitLevel::kAll}) {
-    if (upper == to_string(level)) return level;
-  }
-  return Error(ErrorCode::kBadRequest,
-               "unknown commit level '" + std::string(text) + "': use ANY, ONE, QUORUM or ALL");
-}
-
 std::string_view to_string(ReadConsistency consistency) noexcept {
   return consistency == ReadConsistency::kQuorum ? "quorum" : "one";
 }

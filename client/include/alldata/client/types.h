@@ -3,6 +3,7 @@
 // nothing here touches the network.
 #pragma once
 
+#include "alldata/protocol/commit_level.h"
 #include "alldata/protocol/error.h"
 #include "alldata/protocol/key.h"
 
@@ -19,15 +20,11 @@ class logger;
 
 namespace alldata::client {
 
-// How many replicas must hold a write before the broker acknowledges it
-// (see ARCHITECTURE "Coordinator"): ANY = durably stored somewhere, a hint counts;
-// ONE = one replica of the partition; QUORUM = floor(RF/2)+1 replicas; ALL = every replica.
-enum class CommitLevel : std::uint8_t { kAny = 0, kOne = 1, kQuorum = 2, kAll = 3 };
-
-// "ANY", "ONE", "QUORUM", "ALL".
-std::string_view to_string(CommitLevel level) noexcept;
-// Case-insensitive inverse of to_string(); kBadRequest naming the accepted words otherwise.
-Result<CommitLevel> parse_commit_level(std::string_view text);
+// How many replicas must hold a write before the broker acknowledges it: the protocol's
+// CommitLevel (alldata/protocol/commit_level.h), with to_string() and parse_commit_level().
+using alldata::CommitLevel;
+using alldata::parse_commit_level;
+using alldata::to_string;
 
 // How many replicas of each partition a Scanner reads (see ScanOptions::consistency):
 // ONE = one live replica, switching to the next on failure; QUORUM = floor(RF/2)+1
