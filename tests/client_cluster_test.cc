@@ -27,21 +27,6 @@ constexpr std::uint32_t kPartitions = 4;
 constexpr int kEvents = 600;
 const std::string kStream = "events";
 
-std::uint16_t port_of(const std::string& address) {
-  return static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
-}
-
-// Polls `done` until it holds or `timeout` passes; true if it held.
-template <class F>
-bool eventually(F done, std::chrono::seconds timeout = std::chrono::seconds(60)) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return done();
-}
-
 std::uint64_t now_ms() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
@@ -57,16 +42,7 @@ std::vector<Key> keys_of(const std::vector<client::Event>& events) {
 class ClusterScanTest : public ::testing::Test {
  protected:
   broker::BrokerOptions options_for(int i, const std::string& seed) {
-    auto o = test_options((dir_.path() / ("broker-" + std::to_string(i))).string());
-    o.partitions = kPartitions;
-    o.peer_listen = "127.0.0.1:0";
-    o.gossip_listen = "127.0.0.1:0";
-    o.gossip_interval = std::chrono::milliseconds(100);
-    o.replica_timeout = std::chrono::seconds(2);
-    o.replication_factor = 3;
-    o.node_id = "node-" + std::to_string(i);
-    if (!seed.empty()) o.seeds = {seed};
-    return o;
+    return cluster_options(dir_.path(), i, seed, kPartitions);
   }
 
   void SetUp() override {

@@ -27,6 +27,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace alldata::testing {
@@ -67,6 +68,37 @@ inline broker::BrokerOptions test_options(const std::string& dir) {
   o.sync = false;
   o.partitions = 4;
   return o;
+}
+
+// Options for broker `i` of an in-process test cluster (RF 3, gossip every 100 ms, node id
+// "node-<i>", data under dir/broker-<i>), joining through `seed` unless it is empty.
+inline broker::BrokerOptions cluster_options(const std::filesystem::path& dir, int i,
+                                             const std::string& seed, std::uint32_t partitions) {
+  auto o = test_options((dir / ("broker-" + std::to_string(i))).string());
+  o.partitions = partitions;
+  o.peer_listen = "127.0.0.1:0";
+  o.gossip_listen = "127.0.0.1:0";
+  o.gossip_interval = std::chrono::milliseconds(100);
+  o.replica_timeout = std::chrono::seconds(2);
+  o.replication_factor = 3;
+  o.node_id = "node-" + std::to_string(i);
+  if (!seed.empty()) o.seeds = {seed};
+  return o;
+}
+
+inline std::uint16_t port_of(const std::string& address) {
+  return static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
+}
+
+// Polls `done` until it holds or `timeout` passes; true if it held.
+template <class F>
+bool eventually(F done, std::chrono::seconds timeout = std::chrono::seconds(60)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return done();
 }
 
 inline std::unique_ptr<broker::Broker> start_broker(const broker::BrokerOptions& o) {
