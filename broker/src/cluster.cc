@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
+#include <map>
 #include <random>
 
 namespace alldata::broker {
@@ -207,7 +208,19 @@ class ClusterImpl final : public Cluster {
         auto member = gossiper_->member(target);
         auto address = gossiper_->get(target, gossip_keys::kPeerAddress);
         if (!member || !member->live || !address) continue;
-        co_await deliver(target, *address);
+        const auto now = std::chrono::steady_clock::now();
+        auto& retry = retry_[target];
+        if (now < retry.next_attempt) continue;
+        if (co_await deliver(target, *address, retry.delay.count() == 0)) {
+          retry_.erase(target);
+        } else {
+          // Gossip says live but delivery failed (still starting, or a partition): back off
+          // 1 s doubling to 30 s, so a stuck owner costs neither CPU nor log lines.
+          retry.delay = std::min<std::chrono::milliseconds>(
+              std::max<std::chrono::milliseconds>(retry.delay * 2, std::chrono::seconds(1)),
+              std::chrono::seconds(30));
+          retry.next_attempt = now + retry.delay;
+        }
       }
       const auto text = std::to_string(total);
       if (gossiper_->get(node_id_, kPendingHintsKey) != text) {
@@ -216,7 +229,9 @@ class ClusterImpl final : public Cluster {
     }
   }
 
-  asio::awaitable<void> deliver(const std::string& target, const std::string& address) {
+  // Delivers pending hints for `target`; false if delivery stopped on an error (logged as a
+  // warning when `first_failure`, else at debug level).
+  asio::awaitable<bool> deliver(const std::string& target, const std::string& address, bool first_failure) {
     std::uint64_t delivered = 0;
     for (int pages = 0; pages < 100 && !stopping_; ++pages) {
       // Named lambdas and optionals, never temporaries with destructors inside a co_await
@@ -227,15 +242,17 @@ class ClusterImpl final : public Cluster {
       auto page = co_await asio::co_spawn(storage_pool_, read, asio::use_awaitable);
       if (!page) {
         log_->error("cannot read hints for {}: {}", target, page.error().to_string());
-        co_return;
+        co_return false;
       }
       for (const auto& batch : page->batches) {
         std::optional<std::string> no_hint;
         Status sent = co_await peers_->send(address, PeerClient::Kind::kDeliverHints, batch,
                                             std::move(no_hint), options_.replica_timeout);
         if (!sent) {
-          log_->warn("hinted handoff to {} paused: {}", target, sent.error().to_string());
-          co_return;
+          log_->log(first_failure ? spdlog::level::warn : spdlog::level::debug,
+                    "hinted handoff to {} paused (retrying with back-off): {}", target,
+                    sent.error().to_string());
+          co_return false;
         }
         auto remove = [this, &target, &batch]() -> asio::awaitable<Status> {
           co_return store_.delete_hints(target, batch);
@@ -243,13 +260,14 @@ class ClusterImpl final : public Cluster {
         Status deleted = co_await asio::co_spawn(storage_pool_, remove, asio::use_awaitable);
         if (!deleted) {
           log_->error("cannot delete delivered hints for {}: {}", target, deleted.error().to_string());
-          co_return;
+          co_return false;
         }
         delivered += batch.size();
       }
       if (page->done || page->batches.empty()) break;
     }
     if (delivered > 0) log_->info("delivered {} hinted events to {}", delivered, target);
+    co_return true;
   }
 
   const BrokerOptions& options_;
@@ -267,6 +285,11 @@ class ClusterImpl final : public Cluster {
   std::unique_ptr<GossipMembership> membership_;
   std::unique_ptr<ReplicatingCoordinator> coordinator_;
   std::unique_ptr<GossipTicker> ticker_;
+  struct Retry {
+    std::chrono::milliseconds delay{0};
+    std::chrono::steady_clock::time_point next_attempt;
+  };
+  std::map<std::string, Retry> retry_;  // hint owners whose delivery failed; cluster executor only
   std::atomic<bool> stopping_{false};
   std::atomic<bool> stopped_{false};
 };
