@@ -685,6 +685,27 @@ TEST_F(EventStoreTest, HintsAreDeletedOnlyWhenAsked) {
   EXPECT_TRUE(store_->pending_hints().empty());
 }
 
+TEST_F(EventStoreTest, OldestHintTimeBoundsEveryPendingHint) {
+  open();
+  EXPECT_FALSE(store_->oldest_hint_ms());
+  const auto late = keys_at(kT0 + 60'000, 3, 1);
+  const auto early = keys_at(kT0, 2, 1);
+  ASSERT_TRUE(write_hint(*store_, "b1", batch_of("s", 0, late)));
+  EXPECT_EQ(store_->oldest_hint_ms(), std::optional<std::uint64_t>(kT0 + 60'000));
+  ASSERT_TRUE(write_hint(*store_, "b2", batch_of("s", 1, early)));
+  EXPECT_EQ(store_->oldest_hint_ms(), std::optional<std::uint64_t>(kT0));
+
+  // Delivering the early ones leaves a bound that is still below every pending hint...
+  ASSERT_TRUE(store_->delete_hints("b2", batch_of("s", 1, early)));
+  ASSERT_TRUE(store_->oldest_hint_ms());
+  EXPECT_LE(*store_->oldest_hint_ms(), kT0 + 60'000);
+  // ...and exact again after a restart.
+  open();
+  EXPECT_EQ(store_->oldest_hint_ms(), std::optional<std::uint64_t>(kT0 + 60'000));
+  ASSERT_TRUE(store_->delete_hints("b1", batch_of("s", 0, late)));
+  EXPECT_FALSE(store_->oldest_hint_ms()) << "no hint pending";
+}
+
 TEST_F(EventStoreTest, HintsAreIsolatedPerTarget) {
   open();
   // "b1" is a prefix of "b10": their hints must not mix.

@@ -182,6 +182,17 @@ class ClusterImpl final : public Cluster {
     return out;
   }
 
+  std::uint64_t watermark_ms() const override {
+    std::uint64_t lowest = ~std::uint64_t{0};
+    for (const auto& m : gossiper_->members()) {
+      if (!m.live) continue;
+      const auto text = gossiper_->get(m.node_id, gossip_keys::kWatermark);
+      if (!text) return 0;
+      lowest = std::min<std::uint64_t>(lowest, std::strtoull(text->c_str(), nullptr, 10));
+    }
+    return lowest == ~std::uint64_t{0} ? 0 : lowest;
+  }
+
   std::string gossip_address() const override { return transport_ ? transport_->local_address() : ""; }
 
   void stop() override {
@@ -226,7 +237,21 @@ class ClusterImpl final : public Cluster {
       if (gossiper_->get(node_id_, kPendingHintsKey) != text) {
         (void)gossiper_->set_local(kPendingHintsKey, text);  // only fails for reserved keys
       }
+      (void)gossiper_->set_local(gossip_keys::kWatermark, std::to_string(local_watermark_ms()));
     }
+  }
+
+  // Below this time, this broker holds no pending hint and coordinates no write still in
+  // flight: a new write's keys are at most max-key-skew old when it arrives and it settles
+  // (replicas or hints) within the produce timeout; a pending hint holds its event's time.
+  std::uint64_t local_watermark_ms() const {
+    using namespace std::chrono;
+    const auto now = static_cast<std::uint64_t>(
+        duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+    const auto margin = static_cast<std::uint64_t>((options_.max_key_skew + options_.produce_timeout).count());
+    std::uint64_t wm = now > margin ? now - margin : 0;
+    if (auto oldest = store_.oldest_hint_ms()) wm = std::min(wm, *oldest);
+    return wm;
   }
 
   // Delivers pending hints for `target`; false if delivery stopped on an error (logged as a

@@ -55,6 +55,10 @@ class Cluster {
   // Every known member, this broker first. Thread-safe.
   virtual std::vector<MemberView> members() const = 0;
   virtual std::string gossip_address() const = 0;
+  // The cluster's completeness watermark (ms): the minimum over live members of the time
+  // below which each holds no pending hint and no replication in flight. 0 while unknown
+  // (a live member has not published one yet). Thread-safe.
+  virtual std::uint64_t watermark_ms() const = 0;
   // The replica set (node ids, preference order) of each partition of `stream`, as
   // placement computes it from the current membership. Thread-safe.
   virtual std::vector<std::vector<std::string>> replica_sets(std::string_view stream) const = 0;

@@ -571,7 +571,7 @@ asio::awaitable<void> Session::handle_metadata(std::uint64_t correlation_id, boo
   r.setIntervalMs(static_cast<std::uint64_t>(ctx_.options.partition_interval.count()));
   r.setVersion(protocol::text(ctx_.version));
   r.setSync(ctx_.options.sync);
-  r.setWatermarkMs(0);
+  r.setWatermarkMs(ctx_.cluster ? ctx_.cluster->watermark_ms() : 0);
   if (ctx_.cluster) {
     const auto views = ctx_.cluster->members();
     auto members = r.initMembers(static_cast<unsigned>(views.size()));

@@ -468,6 +468,7 @@ void RocksEventStore::write_group(std::vector<Pending>& group) {
   if (any_hints) hints_lock.lock();
   std::set<std::string> hint_keys_seen;
   std::map<std::string, std::uint64_t> new_hints;
+  std::optional<std::uint64_t> new_hint_min_ms;  // oldest event time among new hints
   write_batch_.Clear();
   std::uint64_t last_start = std::numeric_limits<std::uint64_t>::max();
   const Interval* iv = nullptr;
@@ -480,7 +481,7 @@ void RocksEventStore::write_group(std::vector<Pending>& group) {
       continue;
     }
     if (group[i].hint_target) {
-      if (Status added = add_hints(group[i], hint_keys_seen, new_hints); !added) {
+      if (Status added = add_hints(group[i], hint_keys_seen, new_hints, new_hint_min_ms); !added) {
         group_error = added.error();
         break;
       }
@@ -582,6 +583,7 @@ void RocksEventStore::write_group(std::vector<Pending>& group) {
     }
     new_streams.clear();
     new_hints.clear();
+    new_hint_min_ms.reset();
     events_ok = batches_ok = 0;
   } else if (write_batch_.Count() > 0) {
     rocksdb::WriteOptions wo;
@@ -597,10 +599,14 @@ void RocksEventStore::write_group(std::vector<Pending>& group) {
       }
       new_streams.clear();
       new_hints.clear();
+    new_hint_min_ms.reset();
       events_ok = batches_ok = 0;
     }
   }
   for (const auto& [target, n] : new_hints) hint_counts_[target] += n;
+  if (new_hint_min_ms && (!oldest_hint_ms_ || *new_hint_min_ms < *oldest_hint_ms_)) {
+    oldest_hint_ms_ = new_hint_min_ms;
+  }
   if (hints_lock.owns_lock()) hints_lock.unlock();
   if (write_batch_.GetDataSize() > kKeepWriteBatchBytes) write_batch_ = rocksdb::WriteBatch();
   gate.unlock();
@@ -615,7 +621,8 @@ void RocksEventStore::write_group(std::vector<Pending>& group) {
 }
 
 Status RocksEventStore::add_hints(const Pending& p, std::set<std::string>& seen,
-                                  std::map<std::string, std::uint64_t>& new_hints) {
+                                  std::map<std::string, std::uint64_t>& new_hints,
+                                  std::optional<std::uint64_t>& min_ms) {
   const EventBatch& b = p.batch;
   RecordReader reader(b.records());
   const char* event_key;
@@ -629,6 +636,8 @@ Status RocksEventStore::add_hints(const Pending& p, std::set<std::string>& seen,
     const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), hints_cf_.load(), *at, &existing);
     if (s.IsNotFound()) {
       ++new_hints[*p.hint_target];
+      const std::uint64_t t = Key::from_raw(reinterpret_cast<const std::uint8_t*>(event_key)).time_ms();
+      if (!min_ms || t < *min_ms) min_ms = t;
     } else if (!s.ok()) {
       return to_status(s, "cannot read the hints");
     }
@@ -652,6 +661,8 @@ Status RocksEventStore::count_hints() {
     if (c == hint_counts_.end()) c = hint_counts_.emplace(std::string(h->target), 0).first;
     ++c->second;
     ++total;
+    const std::uint64_t t = Key::from_raw(reinterpret_cast<const std::uint8_t*>(h->key16)).time_ms();
+    if (!oldest_hint_ms_ || t < *oldest_hint_ms_) oldest_hint_ms_ = t;
   }
   if (!it->status().ok()) return to_status(it->status(), "cannot count the hints");
   if (total > 0) {
@@ -736,7 +747,14 @@ Status RocksEventStore::delete_hints(std::string_view target_node_id,
     c->second -= std::min(c->second, removed);
     if (c->second == 0) hint_counts_.erase(c);
   }
+  // Kept as a lower bound while any hint is pending; exact again once none is.
+  if (hint_counts_.empty()) oldest_hint_ms_.reset();
   return {};
+}
+
+std::optional<std::uint64_t> RocksEventStore::oldest_hint_ms() const {
+  std::lock_guard lk(hints_mu_);
+  return oldest_hint_ms_;
 }
 
 std::map<std::string, std::uint64_t> RocksEventStore::pending_hints() const {

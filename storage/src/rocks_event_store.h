@@ -62,6 +62,7 @@ class RocksEventStore final : public EventStore {
   Result<HintPage> read_hints(std::string_view target_node_id, std::size_t max_events) override;
   Status delete_hints(std::string_view target_node_id, const EventBatch& delivered) override;
   std::map<std::string, std::uint64_t> pending_hints() const override;
+  std::optional<std::uint64_t> oldest_hint_ms() const override;
 
  private:
   struct Pending {
@@ -83,7 +84,8 @@ class RocksEventStore final : public EventStore {
   void enqueue(Pending p);
   // Adds the hint batch `p` to write_batch_; counts its new keys into `new_hints`.
   Status add_hints(const Pending& p, std::set<std::string>& seen,
-                   std::map<std::string, std::uint64_t>& new_hints);
+                   std::map<std::string, std::uint64_t>& new_hints,
+                   std::optional<std::uint64_t>& min_ms);
   void run_writer();
   void write_group(std::vector<Pending>& group);
   // Creates the column families of intervals the group writes to that do not exist yet.
@@ -112,6 +114,7 @@ class RocksEventStore final : public EventStore {
 
   mutable std::mutex hints_mu_;
   std::map<std::string, std::uint64_t, std::less<>> hint_counts_;  // guarded by hints_mu_
+  std::optional<std::uint64_t> oldest_hint_ms_;                      // guarded by hints_mu_
 
   mutable std::shared_mutex catalog_mu_;
   std::map<std::uint64_t, Interval> intervals_;                // by start

@@ -232,6 +232,11 @@ class EventStore {
   // Events held as hints, per intended owner (owners without hints are absent). Exact:
   // counted at open and kept current by write_hint() and delete_hints().
   virtual std::map<std::string, std::uint64_t> pending_hints() const;
+
+  // A lower bound of the event time (ms) of every pending hint, nullopt when none is
+  // pending: events below it are all at their owners as far as this store knows. Exact
+  // after open and whenever no hint is pending. Thread-safe; does not block on I/O.
+  virtual std::optional<std::uint64_t> oldest_hint_ms() const { return std::nullopt; }
 };
 
 }  // namespace alldata::storage
