@@ -104,7 +104,7 @@ struct ProduceResult {
 # Read one partition of one stream over the key range [from, to), in key order.
 # `from` and `to` are each empty or exactly 16 bytes (a key, or a time as the first 6 bytes
 # with the rest 0x00). Empty `from` = the beginning of time, empty `to` = the end of time.
-# A page ends after maxEvents events or once maxBytes payload bytes are exceeded.
+# A page ends after maxEvents events or once its events' bytes (payload and headers) reach maxBytes.
 # To continue, send the same request with `from` = `ScanResult.nextFrom`.
 struct Scan {
   stream @0 :Text;

@@ -289,6 +289,28 @@ TEST_F(EventStoreTest, ScanPageViewsSurviveMovingThePage) {
   }
 }
 
+TEST_F(EventStoreTest, PageBytesCountHeadersNotJustPayloads) {
+  open();
+  // Empty payloads with 10 KiB of headers each: a page bound on payload bytes alone would
+  // never stop, and one answer could grow without limit.
+  EventBatch b("h", 0);
+  const std::string big(10 * 1024, 'h');
+  const HeaderView header{"blob", big};
+  const auto keys = keys_at(kT0, 50, 1);
+  for (const auto& k : keys) b.add(k, "", std::span(&header, 1));
+  ASSERT_TRUE(write(std::move(b)));
+
+  ScanQuery q;
+  q.stream = "h";
+  q.max_events = 1000;
+  q.max_bytes = 100 * 1024;
+  auto page = store_->scan(q);
+  ASSERT_TRUE(page) << page.error().to_string();
+  EXPECT_FALSE(page->done);
+  EXPECT_EQ(page->events.size(), 10u) << "10 events of 10 KiB reach 100 KiB";
+  EXPECT_EQ(page->next_from, keys[9].successor());
+}
+
 TEST_F(EventStoreTest, UnknownStreamGivesEmptyDonePage) {
   open();
   ScanQuery q;

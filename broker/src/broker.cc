@@ -130,9 +130,9 @@ class BrokerImpl final : public Broker {
   std::string version_ = kVersion;
   std::unique_ptr<ServerContext> ctx_;
   // Cluster membership (gossip, replication, hints) on its own thread; only with gossip.
-  asio::io_context cluster_io_{1};
+  std::unique_ptr<asio::io_context> cluster_io_ = std::make_unique<asio::io_context>(1);
   asio::executor_work_guard<asio::io_context::executor_type> cluster_work_ =
-      asio::make_work_guard(cluster_io_);
+      asio::make_work_guard(*cluster_io_);
   std::thread cluster_thread_;
   std::unique_ptr<Cluster> cluster_;
   std::vector<std::unique_ptr<IoThread>> io_;
@@ -225,12 +225,12 @@ Status BrokerImpl::init() {
 
   if (!options_.gossip_listen.empty()) {
     auto cluster = Cluster::start(options_, node_id_, ctx_->client_address, peer_address_, *store_,
-                                  cluster_io_.get_executor(), *storage_pool_, logger_);
+                                  cluster_io_->get_executor(), *storage_pool_, logger_);
     if (!cluster) return cluster.error();
     cluster_ = std::move(*cluster);
     ctx_->cluster = cluster_.get();
     ctx_->coordinator = &cluster_->coordinator();
-    cluster_thread_ = std::thread([this] { cluster_io_.run(); });
+    cluster_thread_ = std::thread([this] { cluster_io_->run(); });
   }
 
   auto log_failure = [log = logger_](const char* what) {
@@ -385,32 +385,42 @@ void BrokerImpl::stop() {
       }
     }
     if (cluster_ && cluster_thread_.joinable()) {
-      // Sessions are done: nothing waits on replication any more. Stop gossip, handoff and
-      // peer connections on their own thread, then stop that thread.
+      // Sessions are done, but a write answered at QUORUM may still be replicating to its
+      // last replica: let it finish (bounded), then stop gossip, handoff and peer
+      // connections on their own thread. The promise is set from a second post, after the
+      // close that cluster_->stop() posts itself.
+      const auto writes_deadline = std::chrono::steady_clock::now() + 3 * options_.replica_timeout;
+      while (cluster_->writes_in_flight() > 0 && std::chrono::steady_clock::now() < writes_deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
       std::promise<void> stopped;
-      asio::post(cluster_io_, [&] {
+      asio::post(*cluster_io_, [&] {
         cluster_->stop();
-        stopped.set_value();
+        asio::post(*cluster_io_, [&] { stopped.set_value(); });
       });
       stopped.get_future().wait_for(std::chrono::seconds(5));
     }
     cluster_work_.reset();
-    cluster_io_.stop();
+    cluster_io_->stop();
     if (cluster_thread_.joinable()) cluster_thread_.join();
     for (auto& t : io_) t->work.reset();
     for (auto& t : io_) t->io.stop();
     for (auto& t : io_) {
       if (t->thread.joinable()) t->thread.join();
     }
-    // Sessions and the acceptor hold sockets of these contexts: drop them before the store.
-    acceptor_.reset();
-    peer_acceptor_.reset();
-    for (auto& t : io_) t->sessions.clear();
-    io_.clear();
+    // Every thread that runs handlers is stopped; now finish the work that completes into
+    // the (stopped, still alive) io_contexts: storage reads, then queued writes.
     storage_pool_->join();
     coordinator_.reset();
     cluster_.reset();
     store_.reset();  // writes everything queued, then closes RocksDB
+    // Only now destroy what pending handlers point into: the cluster's coroutines (which
+    // may hold work on session contexts) before the session contexts themselves.
+    cluster_io_.reset();
+    acceptor_.reset();
+    peer_acceptor_.reset();
+    for (auto& t : io_) t->sessions.clear();
+    io_.clear();
     logger_->info("broker {} stopped", node_id_);
   }
   {

@@ -182,6 +182,8 @@ class ClusterImpl final : public Cluster {
     return out;
   }
 
+  std::size_t writes_in_flight() const override { return coordinator_->writes_in_flight(); }
+
   std::uint64_t watermark_ms() const override {
     std::uint64_t lowest = ~std::uint64_t{0};
     for (const auto& m : gossiper_->members()) {

@@ -55,6 +55,9 @@ class Cluster {
   // Every known member, this broker first. Thread-safe.
   virtual std::vector<MemberView> members() const = 0;
   virtual std::string gossip_address() const = 0;
+  // Replica writes started by the coordinator and not finished (some go on after the
+  // answer). Thread-safe.
+  virtual std::size_t writes_in_flight() const = 0;
   // The cluster's completeness watermark (ms): the minimum over live members of the time
   // below which each holds no pending hint and no replication in flight. 0 while unknown
   // (a live member has not published one yet). Thread-safe.

@@ -135,10 +135,13 @@ class PeerClient::Connection : public std::enable_shared_from_this<Connection> {
   };
 
   asio::awaitable<Status> ensure_connected(std::chrono::steady_clock::time_point deadline) {
-    while (connecting_) co_await wait_on(connect_wait_);
+    // Several calls may wait for one connect: they share the timer without resetting it
+    // (resetting would cancel the others' waits), and the connector cancels it when done.
+    while (connecting_) co_await connect_wait_.async_wait(as_tuple(use_awaitable));
     if (closed_) co_return Error(ErrorCode::kShuttingDown, "the broker is stopping");
     if (ready_) co_return Status{};
     connecting_ = true;
+    connect_wait_.expires_at(asio::steady_timer::time_point::max());
     Status st = co_await connect(std::min(deadline, std::chrono::steady_clock::now() +
                                                          options_.connect_timeout));
     connecting_ = false;
@@ -303,12 +306,12 @@ asio::awaitable<Status> PeerClient::send(const std::string& address, Kind kind,
                                          std::optional<std::string> hint_for,
                                          std::chrono::milliseconds timeout) {
   co_return co_await asio::co_spawn(
-      executor_, send_here(address, kind, batch, std::move(hint_for), timeout), use_awaitable);
+      executor_, send_here(address, kind, batch, hint_for, timeout), use_awaitable);
 }
 
-asio::awaitable<Status> PeerClient::send_here(std::string address, Kind kind,
+asio::awaitable<Status> PeerClient::send_here(const std::string& address, Kind kind,
                                               const storage::EventBatch& batch,
-                                              std::optional<std::string> hint_for,
+                                              const std::optional<std::string>& hint_for,
                                               std::chrono::milliseconds timeout) {
   if (closed_) co_return Error(ErrorCode::kShuttingDown, "the broker is stopping");
   auto& slot = connections_[address];

@@ -173,14 +173,22 @@ bool Session::dispatch(protocol::FrameBuffer frame) {
 
   auto self = shared_from_this();
   auto ex = socket_.get_executor();
-  auto on_done = [self](std::exception_ptr e) {
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        self->ctx_.log.error("session {}: request failed: {}", self->remote_, x.what());
-      }
+  // A request coroutine that throws (a bug, or out of memory) still gets an answer and
+  // leaves the in-flight count, so the session can end.
+  auto on_done = [self, correlation_id](std::exception_ptr e) {
+    if (!e) return;
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      what = x.what();
+    } catch (const kj::Exception& x) {
+      what = x.getDescription().cStr();
+    } catch (...) {
     }
+    self->ctx_.log.error("session {}: request {} failed: {}", self->remote_, correlation_id, what);
+    self->send_error(correlation_id, Error(ErrorCode::kInternal, "the broker failed this request: " + what));
+    self->request_done();
   };
   switch (which) {
     case wire::Request::PRODUCE:
@@ -307,7 +315,11 @@ asio::awaitable<void> Session::handle_produce(protocol::FrameBuffer frame) {
       }
     }
     level = from_wire(produce.getCommitLevel());
-    if (produce.getTimeoutMs() > 0) timeout = std::chrono::milliseconds(produce.getTimeoutMs());
+    // A client may ask for less than the broker's produce timeout, never more: stop()
+    // relies on it to bound how long a request can hold a session open.
+    if (produce.getTimeoutMs() > 0) {
+      timeout = std::min(timeout, std::chrono::milliseconds(produce.getTimeoutMs()));
+    }
     auto events = produce.getEvents();
     if (events.size() == 0) co_return fail(Error(ErrorCode::kBadRequest, "produce without events"));
 
@@ -510,9 +522,10 @@ asio::awaitable<void> Session::handle_scan(protocol::FrameBuffer frame) {
     query.max_events = scan.getMaxEvents() == 0
                            ? kDefaultScanEvents
                            : std::min<std::uint32_t>(scan.getMaxEvents(), kMaxScanEvents);
-    query.max_bytes = scan.getMaxBytes() == 0
-                          ? kDefaultScanBytes
-                          : std::min<std::uint32_t>(scan.getMaxBytes(), ctx_.options.max_frame_bytes / 2);
+    // Half a frame at most, so a page plus its last event always fits in one answer.
+    query.max_bytes = std::min<std::uint32_t>(
+        scan.getMaxBytes() == 0 ? kDefaultScanBytes : scan.getMaxBytes(),
+        ctx_.options.max_frame_bytes / 2);
   } catch (const kj::Exception& e) {
     ctx_.log.warn("session {}: closing: malformed scan: {}", remote_, e.getDescription().cStr());
     close_after_flush_ = true;

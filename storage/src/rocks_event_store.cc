@@ -846,7 +846,7 @@ Result<ScanPage> RocksEventStore::scan(const ScanQuery& q) {
                      "corrupt event value at " + key.to_text() + " in stream " + q.stream);
       }
       page.events.push_back(StoredEvent{key, q.partition, decoded.payload, {}});
-      bytes += decoded.payload.size();
+      bytes += it->value().size();  // payload and headers: what the answer will carry
       full = page.events.size() >= max_events || bytes >= q.max_bytes;
     }
     if (!it->status().ok()) return to_status(it->status(), "scan failed").error();

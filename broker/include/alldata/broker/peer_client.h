@@ -56,9 +56,10 @@ class PeerClient {
 
  private:
   class Connection;
-  boost::asio::awaitable<Status> send_here(std::string address, Kind kind,
+  // Runs on executor_; its arguments live in send()'s frame, which awaits it.
+  boost::asio::awaitable<Status> send_here(const std::string& address, Kind kind,
                                            const storage::EventBatch& batch,
-                                           std::optional<std::string> hint_for,
+                                           const std::optional<std::string>& hint_for,
                                            std::chrono::milliseconds timeout);
 
   boost::asio::any_io_executor executor_;

@@ -103,7 +103,7 @@ struct ScanQuery {
   Key from;               // inclusive
   Key to = Key::max();    // exclusive
   std::size_t max_events = 1000;
-  std::size_t max_bytes = 1u << 20;  // a page stops once its payload bytes reach this
+  std::size_t max_bytes = 1u << 20;  // a page stops once its events' bytes (payload + headers) reach this
 };
 
 // A page of events in key order. Move-only: `events` views point into its own buffers.
