@@ -81,6 +81,35 @@ TEST_F(PeerClientTest, ReplicatedBatchIsStoredWithKeysPayloadsAndHeaders) {
   EXPECT_EQ(protocol::view(events[1].getPayload()), "second");
 }
 
+TEST_F(PeerClientTest, BatchLargerThanAPeerFrameGoesInPieces) {
+  client_->close();
+  io_.restart();
+  io_.run_for(std::chrono::milliseconds(100));
+  // The peer refuses frames over 1 MiB; the batch holds 3 MiB of events.
+  client_ = std::make_unique<PeerClient>(
+      io_.get_executor(), broker::PeerClientOptions{.self_node_id = "test-peer", .max_frame_bytes = 1u << 20},
+      *log_);
+  broker_->stop();
+  broker_.reset();
+  options_.max_frame_bytes = 1u << 20;
+  broker_ = start_broker(options_);
+  ASSERT_TRUE(broker_);
+
+  storage::EventBatch batch("big", 0);
+  const std::string payload(30 * 1024, 'p');
+  std::vector<Key> keys;
+  for (int i = 0; i < 100; ++i) {
+    keys.push_back(keygen_.next());
+    batch.add(keys.back(), payload);
+  }
+  ASSERT_TRUE(send(broker_->peer_address(), batch));
+  RawConnection c(broker_->client_port());
+  c.hello();
+  auto all = c.scan_all("big", 0);
+  ASSERT_EQ(all.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(all[i].first, keys[i]);
+}
+
 TEST_F(PeerClientTest, NobodyListeningIsConnectionFailed) {
   storage::EventBatch batch("s", 0);
   batch.add(keygen_.next(), "x");

@@ -16,6 +16,7 @@
 #include <kj/exception.h>
 
 #include <charconv>
+#include <vector>
 
 namespace alldata::broker {
 
@@ -317,7 +318,24 @@ asio::awaitable<Status> PeerClient::send_here(const std::string& address, Kind k
   auto& slot = connections_[address];
   if (!slot) slot = std::make_shared<Connection>(executor_, address, options_, log_);
   auto connection = slot;
-  co_return co_await connection->call(kind, batch, hint_for, timeout);
+  // A batch whose request could pass the peer's frame limit (keys and framing add to the
+  // events' bytes) goes as several requests; writes are idempotent by key, so a failure
+  // part-way is retried whole.
+  const std::size_t chunk_bytes = options_.max_frame_bytes / 4;
+  if (batch.bytes() <= chunk_bytes) co_return co_await connection->call(kind, batch, hint_for, timeout);
+  std::vector<storage::EventBatch> chunks;
+  batch.for_each([&](const Key& key, std::string_view payload, std::span<const storage::HeaderView> headers) {
+    if (chunks.empty() || chunks.back().bytes() >= chunk_bytes) {
+      chunks.emplace_back(batch.stream(), batch.partition());
+      chunks.back().set_repair(batch.repair());
+    }
+    chunks.back().add(key, payload, headers);
+  });
+  for (const auto& chunk : chunks) {
+    Status st = co_await connection->call(kind, chunk, hint_for, timeout);
+    if (!st) co_return st;
+  }
+  co_return Status{};
 }
 
 void PeerClient::close() {
