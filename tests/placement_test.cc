@@ -465,6 +465,20 @@ TEST_F(ReplicatingCoordinatorTest, QuorumAnswersAfterTwoOfThree) {
   EXPECT_TRUE(hints().empty());
 }
 
+TEST_F(ReplicatingCoordinatorTest, UnsettledWritesHoldTheOldestInFlightTime) {
+  make_cluster(3);
+  EXPECT_FALSE(coordinator_->oldest_in_flight_ms());
+  writer_.behaviour[list_[0]].delay = 10ms;
+  writer_.behaviour[list_[1]].delay = 10ms;
+  writer_.behaviour[list_[2]].delay = 150ms;  // answered at QUORUM before this one lands
+  const Answer a = produce(CommitLevel::kQuorum);
+  ASSERT_TRUE(a.result) << a.result.error().to_string();
+  EXPECT_EQ(coordinator_->oldest_in_flight_ms(), std::optional<std::uint64_t>(1'700'000'000'000))
+      << "the third copy is still on its way";
+  drain();
+  EXPECT_FALSE(coordinator_->oldest_in_flight_ms()) << "every copy settled";
+}
+
 TEST_F(ReplicatingCoordinatorTest, AllAnswersAfterThreeOfThree) {
   make_cluster(3);
   writer_.behaviour[list_[0]].delay = 10ms;

@@ -253,6 +253,8 @@ class ClusterImpl final : public Cluster {
     const auto margin = static_cast<std::uint64_t>((options_.max_key_skew + options_.produce_timeout).count());
     std::uint64_t wm = now > margin ? now - margin : 0;
     if (auto oldest = store_.oldest_hint_ms()) wm = std::min(wm, *oldest);
+    // Writes whose copies are still on their way (fallback chains can outlast the margin).
+    if (auto oldest = coordinator_->oldest_in_flight_ms()) wm = std::min(wm, *oldest);
     return wm;
   }
 

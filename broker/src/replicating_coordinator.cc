@@ -76,6 +76,20 @@ struct ReplicatingCoordinator::Write {
         std::shared_ptr<Counters> c)
       : writer(w), logger(std::move(log)), counters(std::move(c)), wake(ex) {}
 
+  // The last reference goes once every placement and attempt of this produce is over: its
+  // events are then settled, and no longer hold the watermark back.
+  ~Write() {
+    if (!registered) return;
+    std::lock_guard lock(counters->mu);
+    counters->unsettled_min_ms.erase(counters->unsettled_min_ms.find(*registered));
+  }
+  void register_unsettled() {
+    registered = batch.min_time_ms();
+    std::lock_guard lock(counters->mu);
+    counters->unsettled_min_ms.insert(*registered);
+  }
+  std::optional<std::uint64_t> registered;
+
   ReplicaWriter& writer;
   std::shared_ptr<spdlog::logger> logger;
   std::shared_ptr<Counters> counters;
@@ -318,6 +332,7 @@ asio::awaitable<Result<ProduceOutcome>> ReplicatingCoordinator::produce(
   }
 
   w->batch = std::move(batch);
+  w->register_unsettled();
   w->owners_pending = static_cast<std::uint32_t>(owner_count);
   w->copies_pending = static_cast<std::uint32_t>(owner_count);
   w->wake.expires_after(timeout);
@@ -341,6 +356,12 @@ asio::awaitable<Result<ProduceOutcome>> ReplicatingCoordinator::produce(
             " needed replicas acknowledged); copies may still land: retry with the same keys"));
   }
   co_return *w->answer;
+}
+
+std::optional<std::uint64_t> ReplicatingCoordinator::oldest_in_flight_ms() const {
+  std::lock_guard lock(counters_->mu);
+  if (counters_->unsettled_min_ms.empty()) return std::nullopt;
+  return *counters_->unsettled_min_ms.begin();
 }
 
 }  // namespace alldata::broker

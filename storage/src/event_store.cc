@@ -5,6 +5,7 @@
 #include "layout.h"
 #include "rocks_event_store.h"
 
+#include <algorithm>
 #include <vector>
 
 namespace alldata::storage {
@@ -27,6 +28,7 @@ void EventBatch::add(const Key& key, std::string_view payload,
   layout::put_u32_le(p + Key::kSize, static_cast<std::uint32_t>(value_size));
   layout::encode_value(p + layout::kRecordHeaderSize, payload, headers);
   ++count_;
+  min_time_ms_ = std::min(min_time_ms_, key.time_ms());
 }
 
 void EventBatch::for_each(const std::function<void(const Key&, std::string_view,

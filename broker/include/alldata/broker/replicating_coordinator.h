@@ -30,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -125,11 +126,17 @@ class ReplicatingCoordinator final : public Coordinator {
   std::size_t writes_in_flight() const noexcept { return counters_->in_flight.load(); }
   // Copies that could not be stored anywhere (every candidate failed) since construction.
   std::uint64_t copies_lost() const noexcept { return counters_->lost.load(); }
+  // The smallest event time (ms) of any produce whose copies are not all settled (stored,
+  // hinted or lost), including those still writing after their answer; nullopt if none.
+  // For the completeness watermark. Thread-safe.
+  std::optional<std::uint64_t> oldest_in_flight_ms() const;
 
  private:
   struct Counters {
     std::atomic<std::size_t> in_flight{0};
     std::atomic<std::uint64_t> lost{0};
+    std::mutex mu;
+    std::multiset<std::uint64_t> unsettled_min_ms;  // guarded by mu; one entry per produce
   };
   struct Write;
 

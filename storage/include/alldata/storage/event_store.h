@@ -69,6 +69,8 @@ class EventBatch {
   std::uint32_t partition() const noexcept { return partition_; }
   std::size_t size() const noexcept { return count_; }
   std::size_t bytes() const noexcept { return records_.size(); }
+  // The smallest event time (ms) among the keys added; UINT64_MAX while empty.
+  std::uint64_t min_time_ms() const noexcept { return min_time_ms_; }
   // When true, writes into sealed intervals pass (anti-entropy, hints). Default false.
   void set_repair(bool repair) noexcept { repair_ = repair; }
   bool repair() const noexcept { return repair_; }
@@ -86,6 +88,7 @@ class EventBatch {
   std::uint32_t partition_;
   std::string records_;
   std::size_t count_ = 0;
+  std::uint64_t min_time_ms_ = ~std::uint64_t{0};
   bool repair_ = false;
 };
 
