@@ -1,5 +1,6 @@
 #include "alldata/broker/broker.h"
 
+#include "net_util.h"
 #include "server_context.h"
 #include "session.h"
 
@@ -12,7 +13,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <charconv>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -32,34 +32,6 @@ constexpr const char* kVersion = "0.1.0";
 constexpr const char* kLeaseMeta = "keygen.lease_ms";
 constexpr const char* kOriginMeta = "origin";
 constexpr const char* kNodeIdMeta = "node_id";
-
-Result<tcp::endpoint> parse_endpoint(const std::string& text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string::npos) {
-    return Error(ErrorCode::kBadRequest, "listen address '" + text + "' is not HOST:PORT");
-  }
-  std::string host = text.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  unsigned port = 0;
-  const auto port_text = text.substr(colon + 1);
-  auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (ec != std::errc() || p != port_text.data() + port_text.size() || port > 65535) {
-    return Error(ErrorCode::kBadRequest, "listen address '" + text + "' has a bad port");
-  }
-  if (host.empty() || host == "localhost") host = "127.0.0.1";
-  boost::system::error_code aec;
-  auto addr = asio::ip::make_address(host, aec);
-  if (aec) {
-    return Error(ErrorCode::kBadRequest, "listen address '" + text + "': '" + host +
-                                             "' is not an IP address");
-  }
-  return tcp::endpoint(addr, static_cast<unsigned short>(port));
-}
-
-std::string format_endpoint(const tcp::endpoint& ep) {
-  const auto host = ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
-  return host + ":" + std::to_string(ep.port());
-}
 
 Status write_ready_file(const std::string& path, const std::string& client, const std::string& peer,
                         const std::string& gossip) {
@@ -216,11 +188,12 @@ Status BrokerImpl::init() {
   acceptor_ = std::make_unique<tcp::acceptor>(io_[0]->io);
   if (auto st = listen(*acceptor_, options_.client_listen, "clients"); !st) return st;
   port_ = acceptor_->local_endpoint().port();
-  ctx_->client_address = format_endpoint(acceptor_->local_endpoint());
+  ctx_->client_address = endpoint_text(acceptor_->local_endpoint().address(), port_);
   if (!options_.peer_listen.empty()) {
     peer_acceptor_ = std::make_unique<tcp::acceptor>(io_[0]->io);
     if (auto st = listen(*peer_acceptor_, options_.peer_listen, "peers"); !st) return st;
-    peer_address_ = format_endpoint(peer_acceptor_->local_endpoint());
+    const auto peer = peer_acceptor_->local_endpoint();
+    peer_address_ = endpoint_text(peer.address(), peer.port());
   }
 
   if (!options_.gossip_listen.empty()) {
@@ -264,12 +237,13 @@ Status BrokerImpl::init() {
 }
 
 Status BrokerImpl::listen(tcp::acceptor& acceptor, const std::string& address, const char* what) {
-  auto endpoint = parse_endpoint(address);
-  if (!endpoint) return endpoint.error();
+  auto ip_port = parse_ip_port(address, /*allow_port_zero=*/true, "listen address");
+  if (!ip_port) return ip_port.error();
+  const tcp::endpoint endpoint(ip_port->ip, ip_port->port);
   boost::system::error_code ec;
-  acceptor.open(endpoint->protocol(), ec);
+  acceptor.open(endpoint.protocol(), ec);
   if (!ec) acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor.bind(*endpoint, ec);
+  if (!ec) acceptor.bind(endpoint, ec);
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     return Error(ErrorCode::kConnectionFailed,

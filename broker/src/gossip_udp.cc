@@ -3,6 +3,8 @@
 // executor.
 #include "alldata/broker/gossip_udp.h"
 
+#include "net_util.h"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -10,7 +12,6 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <array>
-#include <charconv>
 #include <deque>
 #include <map>
 
@@ -20,36 +21,6 @@ namespace asio = boost::asio;
 using asio::ip::udp;
 
 namespace {
-
-struct HostPort {
-  std::string host;
-  std::uint16_t port = 0;
-};
-
-std::optional<HostPort> split_host_port(const std::string& text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0) return std::nullopt;
-  std::string host = text.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  }
-  unsigned port = 0;
-  const char* first = text.data() + colon + 1;
-  const char* last = text.data() + text.size();
-  auto [p, ec] = std::from_chars(first, last, port);
-  if (ec != std::errc() || p != last || first == last || port > 65535) return std::nullopt;
-  return HostPort{std::move(host), static_cast<std::uint16_t>(port)};
-}
-
-std::string format_endpoint(const udp::endpoint& e) {
-  const auto a = e.address();
-  if (a.is_v6() && !a.to_v6().is_v4_mapped()) {
-    return "[" + a.to_string() + "]:" + std::to_string(e.port());
-  }
-  const auto v4 = a.is_v6() ? asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6())
-                            : a.to_v4();
-  return v4.to_string() + ":" + std::to_string(e.port());
-}
 
 }  // namespace
 
@@ -108,7 +79,7 @@ struct UdpGossipTransport::State : std::enable_shared_from_this<State> {
       if (receiver) {
         // Copy: the receiver may uninstall itself while running.
         Receiver r = receiver;
-        r(format_endpoint(sender), std::string_view(buffer.data(), n));
+        r(endpoint_text(sender.address(), sender.port()), std::string_view(buffer.data(), n));
       }
     }
   }
@@ -117,17 +88,12 @@ struct UdpGossipTransport::State : std::enable_shared_from_this<State> {
 Result<std::unique_ptr<UdpGossipTransport>> UdpGossipTransport::open(
     asio::any_io_executor executor, const std::string& host_port,
     std::shared_ptr<spdlog::logger> logger, std::size_t max_queued) {
-  auto hp = split_host_port(host_port);
-  boost::system::error_code ec;
-  asio::ip::address address;
-  if (hp) address = asio::ip::make_address(hp->host, ec);
-  if (!hp || ec) {
-    return Error(ErrorCode::kBadRequest,
-                 "gossip address '" + host_port + "' is not HOST:PORT with a numeric host");
-  }
+  auto ip_port = parse_ip_port(host_port, /*allow_port_zero=*/true, "gossip address");
+  if (!ip_port) return ip_port.error();
   auto state = std::make_shared<State>(executor, logger, max_queued);
-  state->host = hp->host;
-  const udp::endpoint local(address, hp->port);
+  state->host = ip_port->ip.to_string();
+  const udp::endpoint local(ip_port->ip, ip_port->port);
+  boost::system::error_code ec;
   state->socket.open(local.protocol(), ec);
   if (!ec) state->socket.bind(local, ec);
   if (ec) {
@@ -150,9 +116,7 @@ UdpGossipTransport::UdpGossipTransport(std::shared_ptr<State> state) : state_(st
 UdpGossipTransport::~UdpGossipTransport() { close(); }
 
 std::string UdpGossipTransport::local_address() const {
-  const std::string& h = state_->host;
-  const std::string host = h.find(':') != std::string::npos ? "[" + h + "]" : h;
-  return host + ":" + std::to_string(port());
+  return to_string(HostPort{state_->host, port()});
 }
 
 std::uint16_t UdpGossipTransport::port() const noexcept {
@@ -167,7 +131,7 @@ void UdpGossipTransport::send(const std::string& to, std::string bytes) {
     ++s.dropped;
     return;
   }
-  auto hp = split_host_port(to);
+  auto hp = parse_host_port(to);
   if (!hp) {
     ++s.dropped;
     return;

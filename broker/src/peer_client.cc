@@ -1,5 +1,7 @@
 #include "alldata/broker/peer_client.h"
 
+#include "net_util.h"
+
 #include "alldata/protocol/framing.h"
 #include "alldata/protocol/wire.h"
 
@@ -15,7 +17,6 @@
 #include <boost/asio/write.hpp>
 #include <kj/exception.h>
 
-#include <charconv>
 #include <vector>
 
 namespace alldata::broker {
@@ -28,29 +29,6 @@ using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
-asio::awaitable<void> wait_on(asio::steady_timer& t) {
-  t.expires_at(asio::steady_timer::time_point::max());
-  co_await t.async_wait(as_tuple(use_awaitable));
-}
-
-Result<tcp::endpoint> parse_address(const std::string& address) {
-  const auto colon = address.rfind(':');
-  unsigned port = 0;
-  if (colon != std::string::npos) {
-    const auto text = std::string_view(address).substr(colon + 1);
-    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), port);
-    if (ec != std::errc() || p != text.data() + text.size() || port == 0 || port > 65535) port = 0;
-  }
-  std::string host = colon == std::string::npos ? "" : address.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  if (host == "localhost") host = "127.0.0.1";
-  boost::system::error_code ec;
-  const auto ip = asio::ip::make_address(host, ec);
-  if (port == 0 || ec) {
-    return Error(ErrorCode::kConnectionFailed, "peer address '" + address + "' is not IP:PORT");
-  }
-  return tcp::endpoint(ip, static_cast<unsigned short>(port));
-}
 
 }  // namespace
 
@@ -151,8 +129,9 @@ class PeerClient::Connection : public std::enable_shared_from_this<Connection> {
   }
 
   asio::awaitable<Status> connect(std::chrono::steady_clock::time_point deadline) {
-    auto endpoint = parse_address(address_);
-    if (!endpoint) co_return endpoint.error();
+    auto ip_port = parse_ip_port(address_, /*allow_port_zero=*/false, "peer address");
+    if (!ip_port) co_return Error(ErrorCode::kConnectionFailed, ip_port.error().message);
+    const tcp::endpoint endpoint(ip_port->ip, ip_port->port);
     socket_ = tcp::socket(ex_);
     asio::steady_timer timer(ex_);
     timer.expires_at(deadline);
@@ -161,7 +140,7 @@ class PeerClient::Connection : public std::enable_shared_from_this<Connection> {
       socket_.close(ignored);
       return Error(ErrorCode::kConnectionFailed, "cannot reach peer " + address_ + ": " + what);
     };
-    auto connected = co_await (socket_.async_connect(*endpoint, as_tuple(use_awaitable)) ||
+    auto connected = co_await (socket_.async_connect(endpoint, as_tuple(use_awaitable)) ||
                                timer.async_wait(as_tuple(use_awaitable)));
     if (connected.index() == 1) co_return fail("connect timed out");
     if (auto [ec] = std::get<0>(connected); ec) co_return fail(ec.message());

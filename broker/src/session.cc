@@ -1,5 +1,6 @@
 #include "session.h"
 
+#include "net_util.h"
 #include "store_write.h"
 
 #include "alldata/protocol/names.h"
@@ -28,11 +29,6 @@ constexpr std::size_t kMaxQueuedOutputBytes = 32u << 20;
 constexpr std::uint32_t kDefaultScanEvents = 1000;
 constexpr std::uint32_t kMaxScanEvents = 100000;
 constexpr std::uint32_t kDefaultScanBytes = 1u << 20;
-
-asio::awaitable<void> wait_on(asio::steady_timer& t) {
-  t.expires_at(asio::steady_timer::time_point::max());
-  co_await t.async_wait(as_tuple(use_awaitable));
-}
 
 // Runs `f` on the storage pool and resumes on the caller's executor.
 template <class F>

@@ -21,38 +21,6 @@ std::string ms_text(std::chrono::milliseconds d) { return std::to_string(d.count
 
 }  // namespace
 
-Result<HostPort> parse_host_port(std::string_view text) {
-  auto bad = [&](std::string_view why) {
-    return Error(ErrorCode::kBadRequest,
-                 "bad broker address '" + std::string(text) + "': " + std::string(why) +
-                     " (expected host:port, e.g. 127.0.0.1:7400 or [::1]:7400)");
-  };
-  HostPort hp;
-  std::string_view port;
-  if (!text.empty() && text.front() == '[') {
-    const auto close = text.find(']');
-    if (close == std::string_view::npos) return bad("missing ']'");
-    hp.host = std::string(text.substr(1, close - 1));
-    if (close + 1 >= text.size() || text[close + 1] != ':') return bad("missing :port");
-    port = text.substr(close + 2);
-  } else {
-    const auto colon = text.rfind(':');
-    if (colon == std::string_view::npos) return bad("missing :port");
-    hp.host = std::string(text.substr(0, colon));
-    if (hp.host.find(':') != std::string::npos) return bad("put IPv6 addresses in brackets");
-    port = text.substr(colon + 1);
-  }
-  if (hp.host.empty()) return bad("empty host");
-  unsigned value = 0;
-  auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (port.empty() || ec != std::errc() || p != port.data() + port.size() || value == 0 ||
-      value > 65535) {
-    return bad("port must be 1..65535");
-  }
-  hp.port = std::string(port);
-  return hp;
-}
-
 wire::CommitLevel to_wire(CommitLevel level) noexcept {
   switch (level) {
     case CommitLevel::kAny: return wire::CommitLevel::ANY;
@@ -94,7 +62,8 @@ asio::awaitable<Status> resolve_and_connect(tcp::socket& socket, const HostPort&
                                             const std::string& text) {
   auto ex = co_await asio::this_coro::executor;
   tcp::resolver resolver(ex);
-  auto [ec, endpoints] = co_await resolver.async_resolve(address.host, address.port, kAsTuple);
+  const std::string port = std::to_string(address.port);
+  auto [ec, endpoints] = co_await resolver.async_resolve(address.host, port, kAsTuple);
   if (ec) co_return connection_error(ec, "cannot resolve", text);
   auto [ec2, endpoint] = co_await asio::async_connect(socket, endpoints, kAsTuple);
   if (ec2) co_return connection_error(ec2, "cannot connect to", text);
@@ -103,16 +72,11 @@ asio::awaitable<Status> resolve_and_connect(tcp::socket& socket, const HostPort&
   co_return Status{};
 }
 
-std::string address_text(const HostPort& a) {
-  return a.host.find(':') != std::string::npos ? "[" + a.host + "]:" + a.port
-                                               : a.host + ":" + a.port;
-}
-
 }  // namespace
 
 asio::awaitable<Status> connect_socket(tcp::socket& socket, const HostPort& address,
                                        std::chrono::milliseconds timeout) {
-  const std::string text = address_text(address);
+  const std::string text = to_string(address);
   asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
   auto r = co_await (resolve_and_connect(socket, address, text) || timer.async_wait(kAsTuple));
   if (r.index() == 0) co_return std::get<0>(std::move(r));
@@ -171,7 +135,7 @@ asio::awaitable<Result<BrokerInfo>> open_session(tcp::socket& socket, const Host
                                                  std::uint64_t correlation_id,
                                                  std::chrono::milliseconds connect_timeout,
                                                  std::chrono::milliseconds request_timeout) {
-  const std::string text = address_text(address);
+  const std::string text = to_string(address);
   if (auto ok = co_await connect_socket(socket, address, connect_timeout); !ok) {
     co_return ok.error();
   }

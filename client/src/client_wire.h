@@ -5,6 +5,7 @@
 
 #include "alldata.capnp.h"
 #include "alldata/client/types.h"
+#include "alldata/protocol/address.h"
 #include "alldata/protocol/error.h"
 #include "alldata/protocol/framing.h"
 
@@ -34,13 +35,8 @@ inline constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
 // request limit (a scan page of large events), so this is the client's own bound.
 inline constexpr std::uint32_t kMaxResponseFrameBytes = 256u << 20;
 
-struct HostPort {
-  std::string host;  // without brackets for IPv6
-  std::string port;
-};
-
-// "host:port" or "[v6]:port" with a port 1..65535; kBadRequest otherwise.
-Result<HostPort> parse_host_port(std::string_view text);
+using alldata::HostPort;          // alldata/protocol/address.h
+using alldata::parse_host_port;
 
 wire::CommitLevel to_wire(CommitLevel level) noexcept;
 

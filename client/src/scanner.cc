@@ -37,11 +37,6 @@ bool unspecified_host(const std::string& host) {
   return host.empty() || host == "0.0.0.0" || host == "::" || host == "0:0:0:0:0:0:0:0";
 }
 
-std::string join_host_port(const std::string& host, const std::string& port) {
-  if (host.find(':') != std::string::npos) return "[" + host + "]:" + port;
-  return host + ":" + port;
-}
-
 // Where to reach a member: its advertised client address, except that a wildcard host
 // (a broker listening on 0.0.0.0) is replaced by the host we reached the cluster through.
 std::string reachable_address(const std::string& advertised, const std::string& bootstrap) {
@@ -50,7 +45,7 @@ std::string reachable_address(const std::string& advertised, const std::string& 
   if (!unspecified_host(hp->host)) return advertised;
   auto via = detail::parse_host_port(bootstrap);
   if (!via) return advertised;
-  return join_host_port(via->host, hp->port);
+  return to_string(HostPort{via->host, hp->port});
 }
 
 }  // namespace
