@@ -74,6 +74,24 @@ TEST(FramingTest, GarbageBodyThrowsInsteadOfCrashing) {
       kj::Exception);
 }
 
+TEST(FramingTest, DecodeFailuresDescribeThemselvesForLogs) {
+  FrameBuffer buf(64);
+  for (std::uint32_t i = 0; i < 64; ++i) buf.data()[i] = 0xFF;
+  std::exception_ptr caught;
+  try {
+    auto reader = make_reader(buf);
+    (void)reader.getRoot<wire::Request>().getProduce().getStream();
+  } catch (...) {
+    caught = std::current_exception();
+  }
+  ASSERT_TRUE(caught);
+  EXPECT_FALSE(describe_exception(caught).empty());
+  EXPECT_NE(describe_exception(caught), "unknown exception") << "kj::Exception is described";
+  EXPECT_EQ(describe_exception(std::make_exception_ptr(std::runtime_error("disk on fire"))), "disk on fire");
+  EXPECT_EQ(describe_exception(std::make_exception_ptr(42)), "unknown exception");
+  EXPECT_EQ(describe_exception(nullptr), "");
+}
+
 TEST(FramingTest, TraversalLimitScalesWithFrameSize) {
   EXPECT_GE(reader_options(8).traversalLimitInWords, 1024u);
   EXPECT_EQ(reader_options(1u << 20).traversalLimitInWords, (1u << 20) / 8 * 4);

@@ -208,12 +208,7 @@ Status BrokerImpl::init() {
 
   auto log_failure = [log = logger_](const char* what) {
     return [log, what](std::exception_ptr e) {
-      if (!e) return;
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& x) {
-        log->error("{} failed: {}", what, x.what());
-      }
+      if (e) log->error("{} failed: {}", what, describe_exception(e));
     };
   };
   asio::co_spawn(io_[0]->io, accept_loop(*acceptor_, false), log_failure("client accept loop"));

@@ -101,12 +101,7 @@ Result<std::unique_ptr<UdpGossipTransport>> UdpGossipTransport::open(
                  "cannot bind gossip socket to " + host_port + ": " + ec.message());
   }
   asio::co_spawn(executor, state->receive_loop(), [logger](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      logger->error("gossip: udp receive loop failed: {}", x.what());
-    }
+    if (e) logger->error("gossip: udp receive loop failed: {}", describe_exception(e));
   });
   return std::unique_ptr<UdpGossipTransport>(new UdpGossipTransport(std::move(state)));
 }

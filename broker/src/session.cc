@@ -69,10 +69,10 @@ asio::awaitable<void> Session::run() {
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
 
   asio::co_spawn(ex, write_loop(), [self](std::exception_ptr e) {
-    if (e) self->ctx_.log.error("session {}: writer failed", self->remote_);
+    if (e) self->ctx_.log.error("session {}: writer failed: {}", self->remote_, describe_exception(e));
   });
   asio::co_spawn(ex, watchdog(), [self](std::exception_ptr e) {
-    if (e) self->ctx_.log.error("session {}: watchdog failed", self->remote_);
+    if (e) self->ctx_.log.error("session {}: watchdog failed: {}", self->remote_, describe_exception(e));
   });
 
   co_await read_loop();
@@ -173,15 +173,7 @@ bool Session::dispatch(protocol::FrameBuffer frame) {
   // leaves the in-flight count, so the session can end.
   auto on_done = [self, correlation_id](std::exception_ptr e) {
     if (!e) return;
-    std::string what = "unknown exception";
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      what = x.what();
-    } catch (const kj::Exception& x) {
-      what = x.getDescription().cStr();
-    } catch (...) {
-    }
+    const std::string what = describe_exception(e);
     self->ctx_.log.error("session {}: request {} failed: {}", self->remote_, correlation_id, what);
     self->send_error(correlation_id, Error(ErrorCode::kInternal, "the broker failed this request: " + what));
     self->request_done();

@@ -106,13 +106,7 @@ class Producer::Impl {
     asio::co_spawn(ioc_, run(),
                    asio::bind_cancellation_slot(stop_signal_.slot(), [this](std::exception_ptr e) {
                      if (!e) return;
-                     std::string what = "unknown exception";
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (const std::exception& x) {
-                       what = x.what();
-                     } catch (...) {
-                     }
+                     const std::string what = describe_exception(e);
                      if (config_.logger) config_.logger->error("producer I/O failed: {}", what);
                      fail_everything(Error(ErrorCode::kInternal, "producer I/O failed: " + what));
                    }));

@@ -1,5 +1,7 @@
 #include "alldata/protocol/error.h"
 
+#include <kj/exception.h>
+
 namespace alldata {
 
 std::string_view to_string(ErrorCode code) noexcept {
@@ -51,6 +53,19 @@ std::string Error::to_string() const {
     s += message;
   }
   return s;
+}
+
+std::string describe_exception(std::exception_ptr e) noexcept {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return x.what();
+  } catch (const kj::Exception& x) {
+    return x.getDescription().cStr();
+  } catch (...) {
+  }
+  return "unknown exception";
 }
 
 void throw_exception_from_error(const Error& e, const boost::source_location&) {

@@ -6,6 +6,7 @@
 #include <boost/system/result.hpp>
 
 #include <cstdint>
+#include <exception>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -66,6 +67,10 @@ class ErrorException : public std::exception {
   Error error_;
   std::string what_;
 };
+
+// What an exception says, for logs: what() of a std::exception, the description of a
+// kj::Exception (Cap'n Proto), or "unknown exception". Never throws; null gives "".
+std::string describe_exception(std::exception_ptr e) noexcept;
 
 [[noreturn]] void throw_exception_from_error(const Error& e,
                                              const boost::source_location& loc);
