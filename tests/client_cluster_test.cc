@@ -4,6 +4,7 @@
 // (before or during the scan), reads one named replica's own copy, and with quorum
 // consistency merges two replicas so an event missing on one replica is still returned once.
 #include "alldata/client/client.h"
+#include "client_support.h"
 #include "test_support.h"
 
 #include <algorithm>
@@ -139,17 +140,7 @@ class ClusterScanTest : public ::testing::Test {
 
   // Reads the whole scan, failing the test on an error.
   std::vector<client::Event> scan_all(const std::string& bootstrap, ScanOptions options) {
-    auto scanner = Scanner::open(config({bootstrap}), std::move(options));
-    EXPECT_TRUE(scanner) << scanner.error().to_string();
-    std::vector<client::Event> out;
-    if (!scanner) return out;
-    for (;;) {
-      auto page = (*scanner)->next_page(100);
-      EXPECT_TRUE(page) << page.error().to_string();
-      if (!page || page->empty()) break;
-      for (auto& e : *page) out.push_back(std::move(e));
-    }
-    return out;
+    return testing::scan_all(config({bootstrap}), std::move(options));
   }
 
   TempDir dir_;

@@ -3,6 +3,7 @@
 // a small in-process fake broker (in-memory store, fault injection) on a loopback port
 // chosen by the OS. End-to-end tests against alldata-broker live with the broker tests.
 #include "alldata/client/client.h"
+#include "client_support.h"
 
 #include "alldata/protocol/partitioner.h"
 #include "alldata/protocol/wire.h"
@@ -279,17 +280,7 @@ ClientConfig client_config(std::vector<std::string> bootstrap) {
 }
 
 std::vector<Event> scan_all(const std::string& address, ScanOptions options) {
-  auto scanner = Scanner::open(client_config({address}), std::move(options));
-  EXPECT_TRUE(scanner) << scanner.error().to_string();
-  std::vector<Event> out;
-  if (!scanner) return out;
-  for (;;) {
-    auto page = (*scanner)->next_page(100);
-    EXPECT_TRUE(page) << page.error().to_string();
-    if (!page || page->empty()) break;
-    for (auto& e : *page) out.push_back(std::move(e));
-  }
-  return out;
+  return testing::scan_all(client_config({address}), std::move(options));
 }
 
 // ----------------------------------------------------------------------------- accumulator
