@@ -68,27 +68,15 @@ void print_window(BenchState& s, double seconds, std::uint32_t record_size) {
 }
 
 int run_bench(const BenchOptions& o) {
-  auto bootstrap = bootstrap_or_complain(o.connect);
-  if (!bootstrap) return 2;
-  auto level = client::parse_commit_level(o.commit_level);
-  if (!level) {
-    complain("--commit-level", level.error());
-    return 2;
-  }
+  auto maybe_config = producer_config_or_complain(o.connect, o.commit_level, o.linger_ms);
+  if (!maybe_config) return 2;
   if (o.num_records == 0 || o.num_records >= BenchState::kFailed || o.producers == 0) {
     complain("bench", Error(ErrorCode::kBadRequest,
                             "--num-records must be 1..4294967294 and --producers at least 1"));
     return 2;
   }
-  client::ProducerConfig config;
-  config.bootstrap = *bootstrap;
-  config.client_id = o.connect.client_id;
-  config.commit_level = *level;
-  config.linger = std::chrono::milliseconds(o.linger_ms);
+  client::ProducerConfig config = std::move(*maybe_config);
   config.batch_bytes = o.batch_bytes;
-  // Fail soon with a clear error when no broker is there at all.
-  config.startup_timeout = std::chrono::seconds(15);
-  config.logger = stderr_logger(o.connect.verbose);
   std::vector<std::unique_ptr<client::Producer>> producers;
   for (std::uint32_t i = 0; i < o.producers; ++i) {
     auto p = client::Producer::create(config);

@@ -28,6 +28,26 @@ std::optional<std::vector<std::string>> bootstrap_or_complain(const ConnectOptio
   return std::move(*list);
 }
 
+std::optional<client::ProducerConfig> producer_config_or_complain(const ConnectOptions& o,
+                                                                  const std::string& commit_level,
+                                                                  int linger_ms) {
+  auto bootstrap = bootstrap_or_complain(o);
+  if (!bootstrap) return std::nullopt;
+  auto level = client::parse_commit_level(commit_level);
+  if (!level) {
+    complain("--commit-level", level.error());
+    return std::nullopt;
+  }
+  client::ProducerConfig config;
+  config.bootstrap = *bootstrap;
+  config.client_id = o.client_id;
+  config.commit_level = *level;
+  config.linger = std::chrono::milliseconds(linger_ms);
+  config.startup_timeout = std::chrono::seconds(15);
+  config.logger = stderr_logger(o.verbose);
+  return config;
+}
+
 std::shared_ptr<spdlog::logger> stderr_logger(bool verbose) {
   auto logger = std::make_shared<spdlog::logger>(
       "alldata", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());

@@ -50,28 +50,16 @@ struct Outcomes {
 };
 
 int run_produce(const ProduceOptions& o) {
-  auto bootstrap = bootstrap_or_complain(o.connect);
-  if (!bootstrap) return 2;
-  auto level = client::parse_commit_level(o.commit_level);
-  if (!level) {
-    complain("--commit-level", level.error());
-    return 2;
-  }
+  auto maybe_config = producer_config_or_complain(o.connect, o.commit_level, o.linger_ms);
+  if (!maybe_config) return 2;
   auto delivery = parse_duration(o.delivery_timeout);
   if (!delivery) {
     complain("--delivery-timeout", delivery.error());
     return 2;
   }
-  client::ProducerConfig config;
-  config.bootstrap = *bootstrap;
-  config.client_id = o.connect.client_id;
-  config.commit_level = *level;
-  config.linger = std::chrono::milliseconds(o.linger_ms);
+  client::ProducerConfig config = std::move(*maybe_config);
   config.delivery_timeout = *delivery;
   config.request_timeout = std::min(config.request_timeout, *delivery / 2);
-  // Fail soon with a clear error when no broker is there at all.
-  config.startup_timeout = std::chrono::seconds(15);
-  config.logger = stderr_logger(o.connect.verbose);
   auto producer = client::Producer::create(config);
   if (!producer) {
     complain("produce", producer.error());

@@ -2,6 +2,7 @@
 // its CLI11 subcommand and sets `run` to what executes it once parsing succeeded.
 #pragma once
 
+#include "alldata/client/producer.h"
 #include "alldata/client/types.h"
 
 #include <CLI/CLI.hpp>
@@ -41,6 +42,13 @@ std::optional<std::vector<std::string>> bootstrap_or_complain(const ConnectOptio
 
 // A logger to stderr: warnings (info and up with --verbose).
 std::shared_ptr<spdlog::logger> stderr_logger(bool verbose);
+
+// The producer settings produce and bench share: brokers, client id, commit level, linger,
+// a 15 s startup timeout (fail soon when no broker is there at all), a stderr logger.
+// Prints the problem and returns nullopt for bad brokers or a bad commit level.
+std::optional<client::ProducerConfig> producer_config_or_complain(const ConnectOptions& o,
+                                                                  const std::string& commit_level,
+                                                                  int linger_ms);
 
 // Prints "alldata: <what>: <error>" to stderr.
 void complain(std::string_view what, const Error& error);
