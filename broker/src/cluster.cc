@@ -24,6 +24,10 @@ namespace {
 
 constexpr const char* kPendingHintsKey = "hints.pending";
 
+PlacementPolicy placement_policy(const BrokerOptions& o) {
+  return PlacementPolicy{o.replication_factor, o.other_zone_replicas, o.other_region_replicas};
+}
+
 // Placement's view of the cluster, read from gossip. Thread-safe (the gossiper is).
 class GossipMembership final : public Membership {
  public:
@@ -127,9 +131,7 @@ class ClusterImpl final : public Cluster {
     membership_ = std::make_unique<GossipMembership>(
         *gossiper_, MemberInfo{node_id_, options_.zone, options_.region, true});
     ReplicationOptions ro;
-    ro.policy.replication_factor = options_.replication_factor;
-    ro.policy.other_zone_replicas = options_.other_zone_replicas;
-    ro.policy.other_region_replicas = options_.other_region_replicas;
+    ro.policy = placement_policy(options_);
     ro.replica_timeout = options_.replica_timeout;
     ro.logger = log_;
     coordinator_ = std::make_unique<ReplicatingCoordinator>(*membership_, *writer_, ro);
@@ -171,10 +173,7 @@ class ClusterImpl final : public Cluster {
 
   std::vector<std::vector<std::string>> replica_sets(std::string_view stream) const override {
     const auto members = membership_->members();
-    PlacementPolicy policy;
-    policy.replication_factor = options_.replication_factor;
-    policy.other_zone_replicas = options_.other_zone_replicas;
-    policy.other_region_replicas = options_.other_region_replicas;
+    const PlacementPolicy policy = placement_policy(options_);
     std::vector<std::vector<std::string>> out;
     for (std::uint32_t p = 0; p < options_.partitions; ++p) {
       out.push_back(replica_set(stream, p, members, policy));
