@@ -36,6 +36,8 @@ enum ErrorCode {
   shuttingDown @15;       # the broker is stopping; retry on another broker
   internal @16;           # a bug in the broker; the message says more
   intervalSealed @17;     # the event's time interval no longer accepts writes
+  notReady @18;           # the broker does not coordinate writes yet (it is joining, or its
+                          # membership view is incomplete): retry on another broker
 }
 
 enum Role {
@@ -139,9 +141,12 @@ struct Member {
   peerAddress @2 :Text;         # host:port, empty when not a cluster member
   zone @3 :Text;
   region @4 :Text;
-  live @5 :Bool;
-  phi @6 :Float64;
+  live @5 :Bool;                # alive or suspect, and neither left nor removed
+  phi @6 :Float64;              # obsolete (the failure detector is SWIM now): always 0
   pendingHints @7 :UInt64;
+  liveness @8 :Liveness;        # what the answering broker's failure detector says
+  lifecycle @9 :Lifecycle;      # protocol/README.md, "Member lifecycle"
+  incarnation @10 :UInt64;      # rises when the member restarts, changes state or refutes
 }
 
 struct MetadataResult {
@@ -155,6 +160,8 @@ struct MetadataResult {
   version @7 :Text;             # the broker's software version
   sync @8 :Bool;                # whether writes are fsynced before acknowledgement
   replicaSets @9 :List(PartitionReplicas);  # for Metadata.stream, one per partition
+  membershipStatus @10 :Text;   # "ready", or why the answering broker is not yet (joining:
+                                # waiting for seeds ..., refused: ...); empty for a single broker
 }
 
 # Peer requests: reserved for the cluster (replication, hinted handoff, anti-entropy).
@@ -213,62 +220,153 @@ struct Response {
 }
 
 # ---------------------------------------------------------------------------------------
-# Gossip (UDP, broker to broker; not part of the client protocol). One datagram holds one
-# Cap'n Proto message in the standard unpacked serialization, with no length prefix (the
-# datagram is the frame), at most `max-datagram-bytes` (default 1400). Scuttlebutt with a
-# 3-way exchange: SYN (digest) -> ACK (requests + deltas) -> ACK2 (deltas).
-# See broker/README.md, "Gossip".
+# Membership (broker to broker; not part of the client protocol): SWIM-style failure
+# detection with Lifeguard's refinements over UDP, dissemination piggybacked on its
+# datagrams, and a full-state push-pull over TCP on the same port number. See
+# broker/README.md, "Membership" for the protocol, and protocol/README.md, "Member
+# lifecycle" for the states.
+#
+# UDP: one datagram holds one MembershipDatagram in the standard unpacked serialization,
+# with no length prefix, at most `max-datagram-bytes` (1400) bytes.
+# TCP: the requester sends one frame (4-byte big-endian length, then a PushPull message),
+# the responder answers with one frame, and the connection closes.
 
-const gossipMagic :UInt32 = 0x414c4447;  # "ALDG"
+const membershipMagic :UInt32 = 0x414c444d;  # "ALDM"
 
-# What the sender holds of one node's state.
-struct GossipDigest {
+# What the failure detector says of a member.
+enum Liveness {
+  alive @0;
+  suspect @1;   # a probe failed; the member may refute by raising its incarnation
+  dead @2;      # the suspicion timed out unrefuted
+}
+
+# The member's role in the cluster (protocol/README.md, "Member lifecycle").
+enum Lifecycle {
+  joining @0;   # new; not an owner of partitions yet; does not coordinate writes
+  normal @1;    # owns partitions
+  leaving @2;   # still owns partitions, handing them over
+  left @3;      # gone by its own decision; reaped later, its id refused
+  removed @4;   # gone by an operator's decision; reaped later, its id refused
+}
+
+# What a broker publishes of itself. Only its owner changes it, under a new incarnation.
+struct MemberState {
+  clientAddress @0 :Text;
+  peerAddress @1 :Text;
+  zone @2 :Text;
+  region @3 :Text;
+  partitions @4 :UInt32;          # cluster setting: must equal ours
+  replicationFactor @5 :UInt32;   # cluster setting: must equal ours
+  lifecycle @6 :Lifecycle;        # joining, normal, leaving or left (removed is a verdict)
+  watermarkMs @7 :UInt64;         # see watermarkHeld
+  watermarkHeld @8 :Bool;         # true: complete below watermarkMs until further notice;
+                                  # false: watermarkMs was its bound when published and it
+                                  # advances with time from then on
+  pendingHints @9 :UInt64;        # hints it holds for others
+  load @10 :UInt64;               # replica writes in flight when published
+}
+
+# A member's own record at an incarnation. A higher incarnation supersedes a lower one; a
+# member raises its incarnation to change its state or to refute a suspicion of it.
+struct MemberAlive {
   nodeId @0 :Text;
-  maxVersion @1 :UInt64;        # highest version of nodeId's state held (0 = nothing)
-  address @2 :Text;             # nodeId's gossip address, host:port
+  address @1 :Text;               # gossip host:port (UDP, and TCP for push-pull)
+  incarnation @2 :UInt64;
+  state @3 :MemberState;
 }
 
-# One key of one node's state, as set by that node.
-struct GossipDelta {
-  key @0 :Text;
-  value @1 :Data;
-  version @2 :UInt64;           # the origin node's counter when it set the key
-}
-
-# Deltas of one origin node, in ascending version order with no gap the receiver lacks.
-struct GossipNodeDeltas {
+# `from` suspects `nodeId` at `incarnation` (a probe of it failed).
+struct MemberSuspect {
   nodeId @0 :Text;
-  address @1 :Text;
-  deltas @2 :List(GossipDelta);
+  incarnation @1 :UInt64;
+  from @2 :Text;
 }
 
-# SYN: the initiator's digest; `complete` = every node it knows is listed (when false,
-# the datagram bound forced a subset and the receiver sends deltas only for listed nodes).
-struct GossipSyn {
-  digests @0 :List(GossipDigest);
-  complete @1 :Bool;
+# `from` declares `nodeId` dead at `incarnation` (its suspicion timed out).
+struct MemberDead {
+  nodeId @0 :Text;
+  incarnation @1 :UInt64;
+  from @2 :Text;
 }
 
-# ACK: `requests` lists nodes the responder is behind on (maxVersion = what it holds);
-# `deltas` carries what the initiator lacks.
-struct GossipAck {
-  requests @0 :List(GossipDigest);
-  deltas @1 :List(GossipNodeDeltas);
+# An operator removed `nodeId` (through broker `by`): final, whatever its incarnation.
+struct MemberRemoved {
+  nodeId @0 :Text;
+  by @1 :Text;
 }
 
-# ACK2: the initiator's answer to the requests.
-struct GossipAck2 {
-  deltas @0 :List(GossipNodeDeltas);
+struct Ping {
+  seq @0 :UInt64;                 # echoed by the ack
+  target @1 :Text;                # the node id the sender means to reach
 }
 
-struct GossipDatagram {
-  magic @0 :UInt32;             # gossipMagic; anything else is dropped
-  cluster @1 :Text;             # cluster name; datagrams of another cluster are dropped
-  nodeId @2 :Text;              # the sender
-  address @3 :Text;             # the sender's gossip address, host:port
+# Probe `target` for the sender and forward its ack (and a nack if none came in time).
+struct PingReq {
+  seq @0 :UInt64;
+  target @1 :Text;
+  targetAddress @2 :Text;
+  wantNack @3 :Bool;
+}
+
+struct Ack {
+  seq @0 :UInt64;
+}
+
+struct Nack {
+  seq @0 :UInt64;
+}
+
+# The sender will not talk to the receiver: its id is refused (left, removed, reaped,
+# cluster settings that differ, or the member table is full). `reason` says which.
+struct Refused {
+  nodeId @0 :Text;
+  reason @1 :Text;
+}
+
+struct MembershipMessage {
   union {
-    syn @4 :GossipSyn;
-    ack @5 :GossipAck;
-    ack2 @6 :GossipAck2;
+    ping @0 :Ping;
+    pingReq @1 :PingReq;
+    ack @2 :Ack;
+    nack @3 :Nack;
+    alive @4 :MemberAlive;
+    suspect @5 :MemberSuspect;
+    dead @6 :MemberDead;
+    removed @7 :MemberRemoved;
+    refused @8 :Refused;
   }
+}
+
+struct MembershipDatagram {
+  magic @0 :UInt32;               # membershipMagic; anything else is dropped
+  cluster @1 :Text;               # cluster name; datagrams of another cluster are dropped
+  from @2 :Text;                  # the sender's node id
+  fromAddress @3 :Text;           # the sender's gossip address: replies go there
+  fromIncarnation @4 :UInt64;     # the sender's own incarnation now
+  messages @5 :List(MembershipMessage);
+}
+
+# One member in a push-pull: its latest record and what the sender believes of it.
+struct MemberEntry {
+  record @0 :MemberAlive;
+  liveness @1 :Liveness;
+  removedBy @2 :Text;             # non-empty: removed by this broker
+}
+
+# A node id that may not come back until the tombstone expires.
+struct Tombstone {
+  nodeId @0 :Text;
+  reason @1 :Text;                # why, for logs: "left", "removed by b0", "dead"
+  remainingMs @2 :UInt64;
+}
+
+struct PushPull {
+  magic @0 :UInt32;               # membershipMagic
+  cluster @1 :Text;
+  from @2 :Text;
+  fromAddress @3 :Text;
+  join @4 :Bool;                  # the sender is joining (or rejoining)
+  members @5 :List(MemberEntry);  # the sender's whole view, itself included
+  tombstones @6 :List(Tombstone);
+  refused @7 :Text;               # in an answer only: non-empty = the request was refused
 }

@@ -32,7 +32,7 @@ class CliClusterTest : public ::testing::Test {
     ASSERT_TRUE(all_live(std::chrono::seconds(30))) << last_cluster_output_;
   }
 
-  // True once every broker reports 3 live members (alldata cluster --json).
+  // True once every broker is ready and reports 3 alive, normal members (alldata cluster --json).
   bool all_live(std::chrono::seconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -40,8 +40,9 @@ class CliClusterTest : public ::testing::Test {
       for (auto& b : brokers_) {
         auto c = run_tool({"cluster", "-b", b->address(), "--json"}, dir_.path());
         std::size_t live = 0;
-        for (auto at = c.out.find("\"live\":true"); at != std::string::npos; at = c.out.find("\"live\":true", at + 1)) ++live;
-        ok = ok && c.status == 0 && live == 3;
+        const std::string member = "\"liveness\":\"alive\",\"lifecycle\":\"normal\"";
+        for (auto at = c.out.find(member); at != std::string::npos; at = c.out.find(member, at + 1)) ++live;
+        ok = ok && c.status == 0 && live == 3 && c.out.find("\"membership\":\"ready\"") != std::string::npos;
         last_cluster_output_ = c.out + c.err;
       }
       if (ok) return true;

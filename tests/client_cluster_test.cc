@@ -60,8 +60,11 @@ class ClusterScanTest : public ::testing::Test {
     if (!admin) return 0;
     auto meta = (*admin)->metadata(false);
     if (!meta) return 0;
+    if (meta->membership_status != "ready") return 0;
     int live = 0;
-    for (const auto& m : meta->members) live += m.live ? 1 : 0;
+    for (const auto& m : meta->members) {
+      live += m.liveness == client::Liveness::kAlive && m.lifecycle == client::Lifecycle::kNormal ? 1 : 0;
+    }
     return live;
   }
 

@@ -43,20 +43,7 @@ class ClusterTest : public ::testing::Test {
         << "the brokers did not all see each other live";
   }
 
-  // Live members as broker i reports them in metadata.
-  int live_members(int i) {
-    if (!brokers_[i]) return 0;
-    RawConnection c(brokers_[i]->client_port());
-    c.hello();
-    capnp::MallocMessageBuilder mb;
-    auto req = mb.initRoot<wire::Request>();
-    req.setCorrelationId(1);
-    req.initMetadata();
-    auto r = c.call(mb);
-    int live = 0;
-    for (auto m : r.get().getMetadata().getMembers()) live += m.getLive() ? 1 : 0;
-    return live;
-  }
+  int live_members(int i) { return brokers_[i] ? normal_members(brokers_[i]->client_port()) : 0; }
 
   // Produces `n` events through broker i with QUORUM, in batches over every partition.
   std::vector<Key> produce(int i, int n, const std::string& prefix) {

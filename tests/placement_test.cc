@@ -368,7 +368,7 @@ class ReplicatingCoordinatorTest : public ::testing::Test {
     std::vector<MemberInfo> members;
     for (int i = 0; i < n; ++i) members.push_back(member("b" + std::to_string(i)));
     members_ = members;
-    membership_ = std::make_unique<StaticMembership>(members, "b0");
+    membership_ = std::make_unique<StaticViewSource>(members, "b0", policy);
     ReplicationOptions o;
     o.policy = policy;
     o.replica_timeout = 200ms;
@@ -434,7 +434,7 @@ class ReplicatingCoordinatorTest : public ::testing::Test {
   std::vector<MemberInfo> members_;
   std::vector<std::string> list_;  // the preference list of (kStream, kPartition)
   FakeWriter writer_;
-  std::unique_ptr<StaticMembership> membership_;
+  std::unique_ptr<StaticViewSource> membership_;
   std::unique_ptr<ReplicatingCoordinator> coordinator_;
   asio::io_context io_;  // declared last: destroyed first, with any unfinished write
 };

@@ -274,6 +274,26 @@ class RawConnection {
   bool timed_out_ = false;
 };
 
+// Members that the broker on `port` reports alive and normal, or 0 while its own
+// membership is not ready (joining, settling): what a test waits for before writing.
+inline int normal_members(std::uint16_t port) {
+  RawConnection c(port);
+  c.hello();
+  capnp::MallocMessageBuilder mb;
+  auto req = mb.initRoot<wire::Request>();
+  req.setCorrelationId(1);
+  req.initMetadata();
+  auto r = c.call(mb);
+  if (r.error() != ErrorCode::kOk) return 0;
+  auto m = r.get().getMetadata();
+  if (std::string_view(m.getMembershipStatus().cStr()) != "ready") return 0;
+  int normal = 0;
+  for (auto member : m.getMembers()) {
+    normal += member.getLiveness() == wire::Liveness::ALIVE && member.getLifecycle() == wire::Lifecycle::NORMAL;
+  }
+  return normal;
+}
+
 // The keys of a successful produce reply, in request order.
 inline std::vector<Key> keys_of(Reply& r) {
   std::vector<Key> keys;

@@ -1,19 +1,20 @@
+// The cluster glue: wires the membership protocol to real sockets and timers, publishes
+// this broker's state through it, and builds the coordinator and hinted handoff on the
+// views it produces. The protocol itself is in membership/; see cluster.h.
 #include "cluster.h"
 
+#include "hinted_handoff.h"
 #include "store_write.h"
 
-#include "alldata/broker/gossip.h"
-#include "alldata/broker/gossip_udp.h"
 #include "alldata/broker/peer_client.h"
 #include "alldata/broker/replicating_coordinator.h"
+#include "membership/asio_runtime.h"
+#include "membership/cluster_agent.h"
+#include "membership/membership.h"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/post.hpp>
 
 #include <atomic>
-#include <map>
 #include <random>
 
 namespace alldata::broker {
@@ -22,46 +23,70 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr const char* kPendingHintsKey = "hints.pending";
+constexpr const char* kLifecycleMeta = "membership.lifecycle";
 
 PlacementPolicy placement_policy(const BrokerOptions& o) {
   return PlacementPolicy{o.replication_factor, o.other_zone_replicas, o.other_region_replicas};
 }
 
-// Placement's view of the cluster, read from gossip. Thread-safe (the gossiper is).
-class GossipMembership final : public Membership {
- public:
-  GossipMembership(const Gossiper& gossiper, MemberInfo self) : gossiper_(gossiper), self_(std::move(self)) {}
+std::uint64_t wall_now_ms() {
+  using namespace std::chrono;
+  return static_cast<std::uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
 
-  std::vector<MemberInfo> members() const override {
-    std::vector<MemberInfo> out;
-    for (const auto& m : gossiper_.members()) {
-      if (m.self) {
-        out.push_back(self_);
-        continue;
-      }
-      MemberInfo info;
-      info.node_id = m.node_id;
-      info.zone = gossiper_.get(m.node_id, gossip_keys::kZone).value_or("");
-      info.region = gossiper_.get(m.node_id, gossip_keys::kRegion).value_or("");
-      info.live = m.live;
-      out.push_back(std::move(info));
-    }
-    return out;
+// Every membership timer is a multiple of the protocol period (broker/README.md).
+MembershipOptions membership_options(const BrokerOptions& o, const std::string& node_id, MemberState state) {
+  using std::chrono::milliseconds;
+  const auto period = o.gossip_interval;
+  MembershipOptions m;
+  m.node_id = node_id;
+  m.cluster = o.cluster_name;
+  m.seeds = o.seeds;
+  m.state = std::move(state);
+  m.initial_incarnation = wall_now_ms();
+  m.probe_interval = period;
+  m.probe_timeout = period / 2;
+  m.gossip_interval = std::max<milliseconds>(period / 5, milliseconds(1));
+  m.gossip_to_dead = period * 30;
+  m.push_pull_interval = period * 30;
+  m.push_pull_timeout = std::max<milliseconds>(period * 10, milliseconds(2000));
+  m.seed_retry_max = period * 30;
+  m.reconnect_interval = period * 10;
+  m.seed_wait = period * 10;
+  m.pause_threshold = period * 2;
+  m.reap_after = o.reap_after;
+  m.max_members = o.max_members;
+  return m;
+}
+
+// What the broker knows of itself, for the membership to publish.
+class BrokerLocalState final : public LocalState {
+ public:
+  BrokerLocalState(storage::EventStore& store, const ReplicatingCoordinator*& coordinator)
+      : store_(store), coordinator_(coordinator) {}
+  std::uint64_t wall_ms() override { return wall_now_ms(); }
+  std::optional<std::uint64_t> oldest_hint_ms() override { return store_.oldest_hint_ms(); }
+  std::optional<std::uint64_t> oldest_in_flight_ms() override {
+    return coordinator_ ? coordinator_->oldest_in_flight_ms() : std::nullopt;
   }
-  MemberInfo self() const override { return self_; }
+  std::uint64_t pending_hints() override {
+    std::uint64_t total = 0;
+    for (const auto& [owner, count] : store_.pending_hints()) total += count;
+    return total;
+  }
+  std::uint64_t load() override { return coordinator_ ? coordinator_->writes_in_flight() : 0; }
 
  private:
-  const Gossiper& gossiper_;
-  MemberInfo self_;
+  storage::EventStore& store_;
+  const ReplicatingCoordinator*& coordinator_;
 };
 
 // Writes a batch on a node: this broker's own store, or a peer over the peer protocol.
 class BrokerReplicaWriter final : public ReplicaWriter {
  public:
-  BrokerReplicaWriter(std::string self_id, storage::EventStore& store, const Gossiper& gossiper,
-                      PeerClient& peers, std::chrono::milliseconds timeout)
-      : self_id_(std::move(self_id)), store_(store), gossiper_(gossiper), peers_(peers), timeout_(timeout) {}
+  BrokerReplicaWriter(std::string self_id, storage::EventStore& store, const ViewSource& views, PeerClient& peers,
+                      std::chrono::milliseconds timeout)
+      : self_id_(std::move(self_id)), store_(store), views_(views), peers_(peers), timeout_(timeout) {}
 
   asio::awaitable<Status> write(const std::string& node_id, const storage::EventBatch& batch,
                                 std::optional<std::string> hint_for) override {
@@ -69,18 +94,18 @@ class BrokerReplicaWriter final : public ReplicaWriter {
       storage::EventBatch copy = batch;
       co_return co_await store_and_wait(store_, std::move(copy), std::move(hint_for), timeout_);
     }
-    auto address = gossiper_.get(node_id, gossip_keys::kPeerAddress);
-    if (!address) {
-      co_return Error(ErrorCode::kConnectionFailed, "no peer address known for " + node_id);
+    std::string address;
+    if (auto view = views_.view()) {
+      if (const ViewMember* m = view->member(node_id)) address = m->peer_address;
     }
-    co_return co_await peers_.send(*address, PeerClient::Kind::kReplicate, batch, std::move(hint_for),
-                                   timeout_);
+    if (address.empty()) co_return Error(ErrorCode::kConnectionFailed, "no peer address known for " + node_id);
+    co_return co_await peers_.send(address, PeerClient::Kind::kReplicate, batch, std::move(hint_for), timeout_);
   }
 
  private:
   std::string self_id_;
   storage::EventStore& store_;
-  const Gossiper& gossiper_;
+  const ViewSource& views_;
   PeerClient& peers_;
   std::chrono::milliseconds timeout_;
 };
@@ -88,214 +113,74 @@ class BrokerReplicaWriter final : public ReplicaWriter {
 class ClusterImpl final : public Cluster {
  public:
   ClusterImpl(const BrokerOptions& options, std::string node_id, storage::EventStore& store,
-              asio::any_io_executor executor, asio::thread_pool& storage_pool,
-              std::shared_ptr<spdlog::logger> log)
+              asio::any_io_executor executor, asio::thread_pool& storage_pool, std::shared_ptr<spdlog::logger> log)
       : options_(options),
         node_id_(std::move(node_id)),
         store_(store),
         executor_(std::move(executor)),
         storage_pool_(storage_pool),
         log_(std::move(log)),
-        random_(std::random_device{}()) {}
+        random_(std::random_device{}()),
+        timers_(static_cast<std::uint64_t>(options.gossip_interval.count()) * 2),
+        local_(store, coordinator_ptr_) {}
 
   ~ClusterImpl() override { stop(); }
 
-  Status init(const std::string& client_address, const std::string& peer_address) {
-    auto transport = UdpGossipTransport::open(executor_, options_.gossip_listen, log_);
-    if (!transport) return transport.error();
-    transport_ = std::move(*transport);
-
-    GossipOptions go;
-    go.node_id = node_id_;
-    go.seeds = options_.seeds;
-    go.interval = options_.gossip_interval;
-    go.phi.threshold = options_.phi_threshold;
-    go.phi.first_interval_estimate_ms = static_cast<double>(options_.gossip_interval.count());
-    gossiper_ = std::make_unique<Gossiper>(go, *transport_, clock_, random_, log_);
-    for (auto [key, value] : {std::pair<const char*, std::string>{gossip_keys::kClientAddress, client_address},
-                              {gossip_keys::kPeerAddress, peer_address},
-                              {gossip_keys::kZone, options_.zone},
-                              {gossip_keys::kRegion, options_.region},
-                              {gossip_keys::kPartitions, std::to_string(options_.partitions)},
-                              {gossip_keys::kReplicationFactor, std::to_string(options_.replication_factor)},
-                              {gossip_keys::kState, "live"},
-                              {kPendingHintsKey, "0"}}) {
-      if (auto st = gossiper_->set_local(key, value); !st) return st;
-    }
-
-    peers_ = std::make_unique<PeerClient>(
-        executor_, PeerClientOptions{.self_node_id = node_id_, .max_frame_bytes = options_.max_frame_bytes},
-        *log_);
-    writer_ = std::make_unique<BrokerReplicaWriter>(node_id_, store_, *gossiper_, *peers_,
-                                                    options_.replica_timeout);
-    membership_ = std::make_unique<GossipMembership>(
-        *gossiper_, MemberInfo{node_id_, options_.zone, options_.region, true});
-    ReplicationOptions ro;
-    ro.policy = placement_policy(options_);
-    ro.replica_timeout = options_.replica_timeout;
-    ro.logger = log_;
-    coordinator_ = std::make_unique<ReplicatingCoordinator>(*membership_, *writer_, ro);
-
-    ticker_ = std::make_unique<GossipTicker>(executor_, *gossiper_, options_.gossip_interval);
-    ticker_->start();
-    asio::co_spawn(executor_, handoff_loop(), [log = log_](std::exception_ptr e) {
-      if (e) log->error("hinted handoff loop failed");
-    });
-    log_->info("broker {} joined gossip on {} (zone {}, region {}, replication factor {}, seeds {})",
-               node_id_, transport_->local_address(), options_.zone, options_.region,
-               options_.replication_factor, options_.seeds.size());
-    return {};
-  }
+  Status init(const std::string& client_address, const std::string& peer_address);
 
   Coordinator& coordinator() override { return *coordinator_; }
-
-  std::vector<MemberView> members() const override {
-    std::vector<MemberView> out;
-    for (const auto& m : gossiper_->members()) {
-      MemberView v;
-      v.node_id = m.node_id;
-      auto get = [&](const char* key) { return gossiper_->get(m.node_id, key).value_or(""); };
-      v.client_address = get(gossip_keys::kClientAddress);
-      v.peer_address = get(gossip_keys::kPeerAddress);
-      v.zone = get(gossip_keys::kZone);
-      v.region = get(gossip_keys::kRegion);
-      v.live = m.live;
-      v.phi = m.phi;
-      v.pending_hints = std::strtoull(get(kPendingHintsKey).c_str(), nullptr, 10);
-      if (m.self) {
-        out.insert(out.begin(), std::move(v));
-      } else {
-        out.push_back(std::move(v));
-      }
-    }
-    return out;
-  }
-
-  std::vector<std::vector<std::string>> replica_sets(std::string_view stream) const override {
-    const auto members = membership_->members();
-    const PlacementPolicy policy = placement_policy(options_);
-    std::vector<std::vector<std::string>> out;
-    for (std::uint32_t p = 0; p < options_.partitions; ++p) {
-      out.push_back(replica_set(stream, p, members, policy));
-    }
-    return out;
-  }
-
+  std::shared_ptr<const ClusterView> view() const override { return views_.view(); }
+  std::string gossip_address() const override { return gossip_address_; }
   std::size_t writes_in_flight() const override { return coordinator_->writes_in_flight(); }
 
   std::uint64_t watermark_ms() const override {
-    std::uint64_t lowest = ~std::uint64_t{0};
-    for (const auto& m : gossiper_->members()) {
-      if (!m.live) continue;
-      const auto text = gossiper_->get(m.node_id, gossip_keys::kWatermark);
-      if (!text) return 0;
-      lowest = std::min<std::uint64_t>(lowest, std::strtoull(text->c_str(), nullptr, 10));
-    }
-    return lowest == ~std::uint64_t{0} ? 0 : lowest;
+    auto v = views_.view();
+    return v ? v->watermark_ms(SteadyClock().now_ms()) : 0;
   }
 
-  std::string gossip_address() const override { return transport_ ? transport_->local_address() : ""; }
+  std::vector<std::vector<std::string>> replica_sets(std::string_view stream) const override {
+    std::vector<std::vector<std::string>> out;
+    auto v = views_.view();
+    if (!v) return out;
+    const PlacementTable& table = v->placement();
+    const auto placement = table.stream(stream);
+    const std::size_t rf = std::min<std::size_t>(options_.replication_factor, table.members().size());
+    for (const auto& list : placement->partitions) {
+      std::vector<std::string> ids;
+      for (std::size_t i = 0; i < rf && i < list.size(); ++i) ids.push_back(table.members()[list[i]].node_id);
+      out.push_back(std::move(ids));
+    }
+    return out;
+  }
 
   void stop() override {
     if (stopped_.exchange(true)) return;
-    stopping_ = true;
-    if (ticker_) ticker_->stop();
+    if (handoff_) handoff_->stop();
+    if (driver_) driver_->stop();
+    agent_.reset();
+    membership_.reset();
     if (peers_) peers_->close();
-    if (transport_) transport_->close();
+    if (udp_) udp_->close();
+    if (tcp_) tcp_->close();
   }
 
  private:
-  // Delivers held hints to their owners while gossip says they are live; deletes a hint only
-  // after its owner acknowledged it. Runs every gossip interval on the cluster executor.
-  asio::awaitable<void> handoff_loop() {
-    asio::steady_timer timer(executor_);
-    while (!stopping_) {
-      timer.expires_after(options_.gossip_interval);
-      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-      if (stopping_) break;
-      std::uint64_t total = 0;
-      for (const auto& [target, count] : store_.pending_hints()) {
-        total += count;
-        if (count == 0 || stopping_) continue;
-        auto member = gossiper_->member(target);
-        auto address = gossiper_->get(target, gossip_keys::kPeerAddress);
-        if (!member || !member->live || !address) continue;
-        const auto now = std::chrono::steady_clock::now();
-        auto& retry = retry_[target];
-        if (now < retry.next_attempt) continue;
-        if (co_await deliver(target, *address, retry.delay.count() == 0)) {
-          retry_.erase(target);
-        } else {
-          // Gossip says live but delivery failed (still starting, or a partition): back off
-          // 1 s doubling to 30 s, so a stuck owner costs neither CPU nor log lines.
-          retry.delay = std::min<std::chrono::milliseconds>(
-              std::max<std::chrono::milliseconds>(retry.delay * 2, std::chrono::seconds(1)),
-              std::chrono::seconds(30));
-          retry.next_attempt = now + retry.delay;
-        }
-      }
-      const auto text = std::to_string(total);
-      if (gossiper_->get(node_id_, kPendingHintsKey) != text) {
-        (void)gossiper_->set_local(kPendingHintsKey, text);  // only fails for reserved keys
-      }
-      (void)gossiper_->set_local(gossip_keys::kWatermark, std::to_string(local_watermark_ms()));
-    }
+  // The lifecycle this broker had before a restart: an owner of partitions comes back as
+  // one (it is not a newcomer); a new broker starts joining.
+  Lifecycle stored_lifecycle() const {
+    auto got = store_.get_meta(kLifecycleMeta);
+    if (!got || !*got) return Lifecycle::kJoining;
+    if (**got == "normal") return Lifecycle::kNormal;
+    if (**got == "leaving") return Lifecycle::kLeaving;
+    return Lifecycle::kJoining;
   }
 
-  // Below this time, this broker holds no pending hint and coordinates no write still in
-  // flight: a new write's keys are at most max-key-skew old when it arrives and it settles
-  // (replicas or hints) within the produce timeout; a pending hint holds its event's time.
-  std::uint64_t local_watermark_ms() const {
-    using namespace std::chrono;
-    const auto now = static_cast<std::uint64_t>(
-        duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
-    const auto margin = static_cast<std::uint64_t>((options_.max_key_skew + options_.produce_timeout).count());
-    std::uint64_t wm = now > margin ? now - margin : 0;
-    if (auto oldest = store_.oldest_hint_ms()) wm = std::min(wm, *oldest);
-    // Writes whose copies are still on their way (fallback chains can outlast the margin).
-    if (auto oldest = coordinator_->oldest_in_flight_ms()) wm = std::min(wm, *oldest);
-    return wm;
-  }
-
-  // Delivers pending hints for `target`; false if delivery stopped on an error (logged as a
-  // warning when `first_failure`, else at debug level).
-  asio::awaitable<bool> deliver(const std::string& target, const std::string& address, bool first_failure) {
-    std::uint64_t delivered = 0;
-    for (int pages = 0; pages < 100 && !stopping_; ++pages) {
-      // Named lambdas and optionals, never temporaries with destructors inside a co_await
-      // expression: GCC 12 destroys those twice.
-      auto read = [this, &target]() -> asio::awaitable<Result<storage::HintPage>> {
-        co_return store_.read_hints(target, 1000);
-      };
-      auto page = co_await asio::co_spawn(storage_pool_, read, asio::use_awaitable);
-      if (!page) {
-        log_->error("cannot read hints for {}: {}", target, page.error().to_string());
-        co_return false;
+  void persist_lifecycle(Lifecycle l) {
+    asio::post(storage_pool_, [this, l] {
+      if (auto st = store_.put_meta(kLifecycleMeta, std::string(to_string(l))); !st) {
+        log_->error("cannot store this broker's lifecycle: {}", st.error().to_string());
       }
-      for (const auto& batch : page->batches) {
-        std::optional<std::string> no_hint;
-        Status sent = co_await peers_->send(address, PeerClient::Kind::kDeliverHints, batch,
-                                            std::move(no_hint), options_.replica_timeout);
-        if (!sent) {
-          log_->log(first_failure ? spdlog::level::warn : spdlog::level::debug,
-                    "hinted handoff to {} paused (retrying with back-off): {}", target,
-                    sent.error().to_string());
-          co_return false;
-        }
-        auto remove = [this, &target, &batch]() -> asio::awaitable<Status> {
-          co_return store_.delete_hints(target, batch);
-        };
-        Status deleted = co_await asio::co_spawn(storage_pool_, remove, asio::use_awaitable);
-        if (!deleted) {
-          log_->error("cannot delete delivered hints for {}: {}", target, deleted.error().to_string());
-          co_return false;
-        }
-        delivered += batch.size();
-      }
-      if (page->done || page->batches.empty()) break;
-    }
-    if (delivered > 0) log_->info("delivered {} hinted events to {}", delivered, target);
-    co_return true;
+    });
   }
 
   const BrokerOptions& options_;
@@ -304,37 +189,86 @@ class ClusterImpl final : public Cluster {
   asio::any_io_executor executor_;
   asio::thread_pool& storage_pool_;
   std::shared_ptr<spdlog::logger> log_;
-  SteadyGossipClock clock_;
-  SeededGossipRandom random_;
-  std::unique_ptr<UdpGossipTransport> transport_;
-  std::unique_ptr<Gossiper> gossiper_;
+  SteadyClock clock_;
+  SeededRandom random_;
+  TimerQueue timers_;
+  const ReplicatingCoordinator* coordinator_ptr_ = nullptr;
+  BrokerLocalState local_;
+  ViewHolder views_;
+  std::unique_ptr<UdpTransport> udp_;
+  std::unique_ptr<TcpStreamTransport> tcp_;
+  std::unique_ptr<Membership> membership_;
+  std::unique_ptr<ClusterAgent> agent_;
+  std::unique_ptr<TimerDriver> driver_;
   std::unique_ptr<PeerClient> peers_;
   std::unique_ptr<BrokerReplicaWriter> writer_;
-  std::unique_ptr<GossipMembership> membership_;
   std::unique_ptr<ReplicatingCoordinator> coordinator_;
-  std::unique_ptr<GossipTicker> ticker_;
-  struct Retry {
-    std::chrono::milliseconds delay{0};
-    std::chrono::steady_clock::time_point next_attempt;
-  };
-  std::map<std::string, Retry> retry_;  // hint owners whose delivery failed; cluster executor only
-  std::atomic<bool> stopping_{false};
+  std::unique_ptr<HintedHandoff> handoff_;
+  std::string gossip_address_;
   std::atomic<bool> stopped_{false};
 };
+
+Status ClusterImpl::init(const std::string& client_address, const std::string& peer_address) {
+  auto transports = open_membership_transports(executor_, options_.gossip_listen, log_);
+  if (!transports) return transports.error();
+  udp_ = std::move(transports->first);
+  tcp_ = std::move(transports->second);
+
+  MemberState state;
+  state.client_address = client_address;
+  state.peer_address = peer_address;
+  state.zone = options_.zone;
+  state.region = options_.region;
+  state.partitions = options_.partitions;
+  state.replication_factor = options_.replication_factor;
+  state.lifecycle = stored_lifecycle();
+  membership_ = std::make_unique<Membership>(membership_options(options_, node_id_, state), *udp_, *tcp_, timers_,
+                                             clock_, random_, log_);
+
+  peers_ = std::make_unique<PeerClient>(
+      executor_, PeerClientOptions{.self_node_id = node_id_, .max_frame_bytes = options_.max_frame_bytes}, *log_);
+  writer_ = std::make_unique<BrokerReplicaWriter>(node_id_, store_, views_, *peers_, options_.replica_timeout);
+  ReplicationOptions ro;
+  ro.policy = placement_policy(options_);
+  ro.replica_timeout = options_.replica_timeout;
+  ro.logger = log_;
+  coordinator_ = std::make_unique<ReplicatingCoordinator>(views_, *writer_, ro);
+  coordinator_ptr_ = coordinator_.get();
+
+  AgentOptions ao;
+  ao.policy = placement_policy(options_);
+  ao.partitions = options_.partitions;
+  ao.watermark_margin = options_.max_key_skew + options_.produce_timeout;
+  ao.check_interval = options_.gossip_interval;
+  ao.min_republish = options_.gossip_interval * 5;
+  agent_ = std::make_unique<ClusterAgent>(*membership_, timers_, clock_, local_, views_, ao, log_);
+  agent_->on_lifecycle([this](Lifecycle l) { persist_lifecycle(l); });
+
+  gossip_address_ = membership_->address();
+  membership_->start();
+  agent_->start();
+  driver_ = std::make_unique<TimerDriver>(executor_, timers_, clock_);
+  driver_->start();
+  handoff_ = std::make_unique<HintedHandoff>(store_, storage_pool_, *peers_, views_, options_.gossip_interval,
+                                             options_.replica_timeout, log_);
+  handoff_->start(executor_);
+  log_->info("broker {} joined membership on {} (cluster {}, zone {}, region {}, replication factor {}, {} seeds, {})",
+             node_id_, membership_->address(), options_.cluster_name, options_.zone, options_.region,
+             options_.replication_factor, options_.seeds.size(), to_string(state.lifecycle));
+  return {};
+}
 
 }  // namespace
 
 Result<std::unique_ptr<Cluster>> Cluster::start(const BrokerOptions& options, const std::string& node_id,
-                                                const std::string& client_address,
-                                                const std::string& peer_address,
+                                                const std::string& client_address, const std::string& peer_address,
                                                 storage::EventStore& store, asio::any_io_executor executor,
-                                                asio::thread_pool& storage_pool,
-                                                std::shared_ptr<spdlog::logger> log) {
+                                                asio::thread_pool& storage_pool, std::shared_ptr<spdlog::logger> log) {
   if (peer_address.empty()) {
     return Error(ErrorCode::kBadRequest, "a cluster member needs a peer listener (--peer-listen)");
   }
-  auto cluster = std::make_unique<ClusterImpl>(options, node_id, store, std::move(executor), storage_pool,
-                                               std::move(log));
+  auto cluster =
+      std::make_unique<ClusterImpl>(options, node_id, store, std::move(executor), storage_pool, std::move(log));
   if (auto st = cluster->init(client_address, peer_address); !st) return st.error();
   return std::unique_ptr<Cluster>(std::move(cluster));
 }

@@ -1,17 +1,20 @@
-// A broker's cluster membership: UDP gossip, the membership view placement uses, replica
-// writes over the peer protocol, the replicating coordinator, and hinted handoff. Exists
-// only when the broker runs with --gossip-listen; otherwise the broker is a single node
-// with the LocalCoordinator.
+// A broker's cluster membership: the membership protocol on UDP and TCP (membership/), the
+// view the rest of the broker reads (membership/cluster_view.h), replica writes over the
+// peer protocol, the replicating coordinator, and hinted handoff. Exists only when the
+// broker runs with --gossip-listen; otherwise the broker is a single node with the
+// LocalCoordinator.
 //
-// Executors: gossip, the peer client and hinted handoff run on the cluster's own executor
-// (one thread, owned by the broker). The coordinator runs on the calling session's
-// executor and hops to the cluster executor only for peer I/O.
+// Executors: membership, the peer client and hinted handoff run on the cluster's own
+// executor (one thread, owned by the broker). The coordinator runs on the calling session's
+// executor and hops to the cluster executor only for peer I/O; it reads the cluster through
+// immutable views.
 #pragma once
 
 #include "alldata/broker/coordinator.h"
 #include "alldata/broker/options.h"
 #include "alldata/protocol/error.h"
 #include "alldata/storage/event_store.h"
+#include "membership/cluster_view.h"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -24,49 +27,36 @@
 
 namespace alldata::broker {
 
-// One member as metadata reports it.
-struct MemberView {
-  std::string node_id;
-  std::string client_address;
-  std::string peer_address;
-  std::string zone;
-  std::string region;
-  bool live = false;
-  double phi = 0.0;
-  std::uint64_t pending_hints = 0;  // hints this member holds for others (as it gossips)
-};
-
 class Cluster {
  public:
-  // Joins the cluster: binds the gossip socket, publishes this broker's addresses, zone,
-  // region and cluster settings, starts gossip rounds and hinted handoff. Borrows `store`,
-  // `storage_pool` and `log`; all must outlive the cluster.
-  static Result<std::unique_ptr<Cluster>> start(const BrokerOptions& options,
-                                                const std::string& node_id,
+  // Joins the cluster: binds the membership port (UDP and TCP), publishes this broker's
+  // addresses, zone, region, cluster settings and lifecycle (the one kept in the store, or
+  // joining for a new broker), starts the protocol and hinted handoff. Borrows `store`,
+  // `storage_pool` and `log`; all must outlive the cluster. Call before `executor` runs.
+  static Result<std::unique_ptr<Cluster>> start(const BrokerOptions& options, const std::string& node_id,
                                                 const std::string& client_address,
-                                                const std::string& peer_address,
-                                                storage::EventStore& store,
+                                                const std::string& peer_address, storage::EventStore& store,
                                                 boost::asio::any_io_executor executor,
                                                 boost::asio::thread_pool& storage_pool,
                                                 std::shared_ptr<spdlog::logger> log);
   virtual ~Cluster() = default;
 
   virtual Coordinator& coordinator() = 0;
-  // Every known member, this broker first. Thread-safe.
-  virtual std::vector<MemberView> members() const = 0;
+  // The latest view of the cluster (this broker first). Thread-safe.
+  virtual std::shared_ptr<const ClusterView> view() const = 0;
   virtual std::string gossip_address() const = 0;
   // Replica writes started by the coordinator and not finished (some go on after the
   // answer). Thread-safe.
   virtual std::size_t writes_in_flight() const = 0;
-  // The cluster's completeness watermark (ms): the minimum over live members of the time
-  // below which each holds no pending hint and no replication in flight. 0 while unknown
-  // (a live member has not published one yet). Thread-safe.
+  // The cluster's completeness watermark (ms): the minimum over live owners of the time
+  // below which each holds no pending hint and no replication in flight. 0 while unknown.
+  // Thread-safe.
   virtual std::uint64_t watermark_ms() const = 0;
   // The replica set (node ids, preference order) of each partition of `stream`, as
-  // placement computes it from the current membership. Thread-safe.
+  // placement computes it from the current view. Thread-safe.
   virtual std::vector<std::vector<std::string>> replica_sets(std::string_view stream) const = 0;
-  // Stops gossip, handoff and peer connections. Call on the cluster executor's thread
-  // or after it stopped; the executor must run until the returned cleanup is done.
+  // Stops membership, handoff and peer connections. Call on the cluster executor's thread;
+  // the executor must run until the returned cleanup is done.
   virtual void stop() = 0;
 };
 

@@ -52,8 +52,12 @@ int main(int argc, char** argv) {
                  "HOST:PORT for other brokers (replication, hints); port 0 = any free port");
   std::string gossip_interval = "1s", replica_timeout = "5s", seeds;
   app.add_option("--gossip-listen", o.gossip_listen,
-                 "UDP HOST:PORT for gossip; makes this broker a cluster member (needs --peer-listen)");
-  app.add_option("--seeds", seeds, "Gossip HOST:PORT of brokers to join through, comma-separated");
+                 "HOST:PORT for membership (UDP, and TCP on the same port); makes this broker a cluster "
+                 "member (needs --peer-listen)");
+  app.add_option("--seeds", seeds,
+                 "Membership HOST:PORT of brokers to join through, comma-separated (the same list on every broker)");
+  app.add_option("--cluster-name", o.cluster_name, "Brokers of another cluster name are refused")
+      ->capture_default_str();
   app.add_option("--zone", o.zone, "Zone of this broker, for placement")->capture_default_str();
   app.add_option("--region", o.region, "Region of this broker, for placement")->capture_default_str();
   app.add_option("--replication-factor", o.replication_factor, "Copies of every event (cluster-wide)")
@@ -62,8 +66,14 @@ int main(int argc, char** argv) {
                  "Of those copies, how many in distinct other zones")->capture_default_str();
   app.add_option("--other-region-replicas", o.other_region_replicas,
                  "Of those copies, how many in distinct other regions")->capture_default_str();
-  app.add_option("--gossip-interval", gossip_interval, "Time between gossip rounds")->capture_default_str();
-  app.add_option("--phi-threshold", o.phi_threshold, "Phi above which a member is dead")
+  std::string reap_after = "24h";
+  app.add_option("--gossip-interval", gossip_interval,
+                 "Membership protocol period (one probe per period; other timers scale with it)")
+      ->capture_default_str();
+  app.add_option("--reap-after", reap_after,
+                 "Forget dead, left and removed members after this; their node ids are then refused for 7 days")
+      ->capture_default_str();
+  app.add_option("--max-members", o.max_members, "Members at most (and refused node ids at most)")
       ->capture_default_str();
   app.add_option("--replica-timeout", replica_timeout,
                  "A replica write taking longer is replaced by a hint on the next broker")
@@ -117,6 +127,7 @@ int main(int argc, char** argv) {
       !apply_duration("produce-timeout", produce_timeout, o.produce_timeout) ||
       !apply_duration("max-key-skew", skew, o.max_key_skew) ||
       !apply_duration("gossip-interval", gossip_interval, o.gossip_interval) ||
+      !apply_duration("reap-after", reap_after, o.reap_after) ||
       !apply_duration("replica-timeout", replica_timeout, o.replica_timeout)) {
     return 2;
   }

@@ -19,31 +19,6 @@ namespace alldata::broker {
 
 namespace asio = boost::asio;
 
-// ---- StaticMembership ------------------------------------------------------------------
-
-StaticMembership::StaticMembership(std::vector<MemberInfo> members, std::string self_id)
-    : members_(std::move(members)), self_id_(std::move(self_id)) {}
-
-std::vector<MemberInfo> StaticMembership::members() const {
-  std::lock_guard lk(mu_);
-  return members_;
-}
-
-MemberInfo StaticMembership::self() const {
-  std::lock_guard lk(mu_);
-  for (const auto& m : members_) {
-    if (m.node_id == self_id_) return m;
-  }
-  return MemberInfo{self_id_, "", "", true};
-}
-
-void StaticMembership::set_live(std::string_view node_id, bool live) {
-  std::lock_guard lk(mu_);
-  for (auto& m : members_) {
-    if (m.node_id == node_id) m.live = live;
-  }
-}
-
 // ---- one produce ---------------------------------------------------------------------------
 
 namespace {
@@ -101,13 +76,22 @@ struct ReplicatingCoordinator::Write {
   std::uint32_t rf = 0;
   std::uint32_t needed = 0;
 
-  std::string self_id;
-  std::vector<std::string> owners;     // the replica set
-  std::vector<std::string> fallbacks;  // the rest of the preference list
+  // Where the batch goes: the view it was placed with, and its preference list (indices
+  // into view->placement().members(): the replica set, then the failover order).
+  std::shared_ptr<const ClusterView> view;
+  std::shared_ptr<const StreamPlacement> placement;
+  const std::vector<std::uint32_t>* list = nullptr;
+  std::size_t owner_count = 0;
   std::size_t next_fallback = 0;
-  std::set<std::string> live;
-  std::set<std::string> used;    // nodes that were given a write of this batch
-  std::set<std::string> failed;  // nodes whose write failed or timed out
+  std::optional<std::uint32_t> self;
+  std::vector<std::uint32_t> used;    // nodes that were given a write of this batch
+  std::vector<std::uint32_t> failed;  // nodes whose write failed or timed out
+
+  const std::string& node(std::uint32_t i) const { return view->placement().members()[i].node_id; }
+  bool live(std::uint32_t i) const { return view->live(i); }
+  static bool contains(const std::vector<std::uint32_t>& v, std::uint32_t i) {
+    return std::find(v.begin(), v.end(), i) != v.end();
+  }
 
   std::uint32_t acks = 0;            // owners that stored their replica
   std::uint32_t hints = 0;           // copies stored as hints
@@ -165,16 +149,19 @@ struct ReplicatingCoordinator::Write {
 
   // The next live broker of the failover order not given this batch yet; as a last
   // resort the coordinator itself (see placement.h and broker/README.md).
-  std::optional<std::string> take_fallback() {
-    while (next_fallback < fallbacks.size()) {
-      const std::string& n = fallbacks[next_fallback++];
-      if (live.count(n) && used.insert(n).second) return n;
+  std::optional<std::uint32_t> take_fallback() {
+    while (owner_count + next_fallback < list->size()) {
+      const std::uint32_t n = (*list)[owner_count + next_fallback++];
+      if (live(n) && !contains(used, n)) {
+        used.push_back(n);
+        return n;
+      }
     }
-    if (live.count(self_id) && !failed.count(self_id)) {
+    if (self && live(*self) && !contains(failed, *self)) {
       // Only once per owner would be pointless to track: a second hint for the same owner
       // cannot happen (this owner's loop ends on success), and a failure marks self failed.
-      used.insert(self_id);
-      return self_id;
+      used.push_back(*self);
+      return self;
     }
     return std::nullopt;
   }
@@ -235,8 +222,9 @@ asio::awaitable<Status> ReplicatingCoordinator::attempt(std::shared_ptr<Write> w
 // Places the copy of owner `index`: on the owner if it is live and answers in time, else as
 // a hint on the next broker of the failover order, until one stores it or none is left.
 asio::awaitable<void> ReplicatingCoordinator::place(std::shared_ptr<Write> w, std::size_t index) {
-  const std::string owner = w->owners[index];
-  if (w->live.count(owner)) {
+  const std::uint32_t owner_index = (*w->list)[index];
+  const std::string owner = w->node(owner_index);
+  if (w->live(owner_index)) {
     Status s = co_await attempt(w, owner, std::nullopt);
     --w->owners_pending;
     if (s) {
@@ -245,7 +233,7 @@ asio::awaitable<void> ReplicatingCoordinator::place(std::shared_ptr<Write> w, st
       w->copy_done();
       co_return;
     }
-    w->failed.insert(owner);
+    w->failed.push_back(owner_index);
     w->failures.push_back(owner + ": " + s.error().to_string());
     w->logger->warn("replica {} of {} failed: {}; writing a hint elsewhere", owner, w->what,
                     s.error().to_string());
@@ -256,31 +244,31 @@ asio::awaitable<void> ReplicatingCoordinator::place(std::shared_ptr<Write> w, st
   w->check();
 
   for (;;) {
-    std::optional<std::string> node = w->take_fallback();
-    if (!node) {
+    std::optional<std::uint32_t> node_index = w->take_fallback();
+    if (!node_index) {
       ++w->lost;
       ++w->counters->lost;
       w->logger->warn("no broker left to hold a hint for {} of {}: that copy is not stored",
                       owner, w->what);
       break;
     }
-    Status s = co_await attempt(w, *node, owner);
+    const std::string node = w->node(*node_index);
+    Status s = co_await attempt(w, node, owner);
     if (s) {
       ++w->hints;
       break;
     }
-    w->failed.insert(*node);
-    w->failures.push_back(*node + " (hint for " + owner + "): " + s.error().to_string());
-    w->logger->warn("hint for {} of {} on {} failed: {}", owner, w->what, *node,
-                    s.error().to_string());
+    w->failed.push_back(*node_index);
+    w->failures.push_back(node + " (hint for " + owner + "): " + s.error().to_string());
+    w->logger->warn("hint for {} of {} on {} failed: {}", owner, w->what, node, s.error().to_string());
   }
   w->copy_done();
   w->check();
 }
 
-ReplicatingCoordinator::ReplicatingCoordinator(const Membership& membership, ReplicaWriter& writer,
+ReplicatingCoordinator::ReplicatingCoordinator(const ViewSource& views, ReplicaWriter& writer,
                                                ReplicationOptions options)
-    : membership_(membership), writer_(writer), options_(std::move(options)) {
+    : views_(views), writer_(writer), options_(std::move(options)) {
   options_.policy.replication_factor =
       std::max<std::uint32_t>(1, options_.policy.replication_factor);
 }
@@ -295,38 +283,43 @@ asio::awaitable<Result<ProduceOutcome>> ReplicatingCoordinator::produce(
   w->rf = options_.policy.replication_factor;
   w->needed = required_replicas(level, w->rf);
 
-  const std::vector<MemberInfo> members = membership_.members();
-  const MemberInfo self = membership_.self();
-  w->self_id = self.node_id;
-  for (const auto& m : members) {
-    if (m.live) w->live.insert(m.node_id);
+  auto view = views_.view();
+  if (!view || !view->coordinates()) {
+    co_return Error(ErrorCode::kNotReady,
+                    "this broker does not coordinate writes yet (" +
+                        (view ? std::string(to_string(view->self().lifecycle)) + ", " + view->status()
+                              : std::string("no membership view")) +
+                        "): send the produce to another broker");
   }
-  std::vector<std::string> list = preference_list(batch.stream(), batch.partition(), members,
-                                                  options_.policy, self.zone, self.region);
-  const std::size_t owner_count = std::min<std::size_t>(w->rf, list.size());
-  w->owners.assign(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(owner_count));
-  w->fallbacks.assign(list.begin() + static_cast<std::ptrdiff_t>(owner_count), list.end());
+  w->view = view;
+  w->placement = view->placement().stream(batch.stream());
+  if (batch.partition() >= w->placement->partitions.size()) {
+    co_return Error(ErrorCode::kInvalidPartition, "partition " + std::to_string(batch.partition()) + " of " +
+                                                       std::to_string(w->placement->partitions.size()));
+  }
+  w->list = &w->placement->partitions[batch.partition()];
+  w->self = view->placement().index_of(view->self().node_id);
+  const std::size_t owner_count = std::min<std::size_t>(w->rf, w->list->size());
+  w->owner_count = owner_count;
 
   // Up-front check, as the original: never start a write that cannot meet the level.
   if (level == CommitLevel::kAny) {
-    if (w->live.empty()) {
-      co_return Error(ErrorCode::kNotEnoughReplicas,
-                      w->shortfall_message("no live broker is known"));
+    if (!w->self || !w->live(*w->self)) {
+      co_return Error(ErrorCode::kNotEnoughReplicas, w->shortfall_message("no live broker is known"));
     }
   } else {
     if (owner_count < w->needed) {
       co_return Error(ErrorCode::kNotEnoughReplicas,
                       w->shortfall_message("the cluster has only " +
-                                           plural(list.size(), "member", "members")));
+                                           plural(w->list->size(), "member", "members")));
     }
     std::vector<std::string> dead;
-    for (const auto& o : w->owners) {
-      if (!w->live.count(o)) dead.push_back(o);
+    for (std::size_t i = 0; i < owner_count; ++i) {
+      if (!w->live((*w->list)[i])) dead.push_back(w->node((*w->list)[i]));
     }
     if (owner_count - dead.size() < w->needed) {
       co_return Error(ErrorCode::kNotEnoughReplicas,
-                      w->shortfall_message(plural(owner_count - dead.size(), "replica is",
-                                                  "replicas are") +
+                      w->shortfall_message(plural(owner_count - dead.size(), "replica is", "replicas are") +
                                            " live (not live: " + join(dead, ", ") + ")"));
     }
   }

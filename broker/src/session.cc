@@ -574,7 +574,9 @@ asio::awaitable<void> Session::handle_metadata(std::uint64_t correlation_id, boo
   r.setSync(ctx_.options.sync);
   r.setWatermarkMs(ctx_.cluster ? ctx_.cluster->watermark_ms() : 0);
   if (ctx_.cluster) {
-    const auto views = ctx_.cluster->members();
+    const auto view = ctx_.cluster->view();
+    const auto& views = view->members();
+    r.setMembershipStatus(protocol::text(view->status()));
     auto members = r.initMembers(static_cast<unsigned>(views.size()));
     for (unsigned i = 0; i < views.size(); ++i) {
       const auto& v = views[i];
@@ -584,15 +586,18 @@ asio::awaitable<void> Session::handle_metadata(std::uint64_t correlation_id, boo
       m.setPeerAddress(protocol::text(v.peer_address));
       m.setZone(protocol::text(v.zone));
       m.setRegion(protocol::text(v.region));
-      m.setLive(v.live);
-      m.setPhi(v.phi);
+      m.setLive(v.live());
       m.setPendingHints(v.pending_hints);
+      m.setLiveness(static_cast<wire::Liveness>(static_cast<std::uint16_t>(v.liveness)));
+      m.setLifecycle(static_cast<wire::Lifecycle>(static_cast<std::uint16_t>(v.lifecycle)));
+      m.setIncarnation(v.incarnation);
     }
   } else {
     auto members = r.initMembers(1);
     members[0].setNodeId(protocol::text(ctx_.node_id));
     members[0].setClientAddress(protocol::text(ctx_.client_address));
     members[0].setLive(true);
+    members[0].setLifecycle(wire::Lifecycle::NORMAL);
   }
   if (!stream.empty()) {
     std::vector<std::vector<std::string>> sets;

@@ -20,7 +20,9 @@ ClusterMetadata decode(wire::MetadataResult::Reader m) {
     mi.zone = std::string(protocol::view(member.getZone()));
     mi.region = std::string(protocol::view(member.getRegion()));
     mi.live = member.getLive();
-    mi.phi = member.getPhi();
+    mi.liveness = static_cast<Liveness>(std::min<unsigned>(static_cast<unsigned>(member.getLiveness()), 2));
+    mi.lifecycle = static_cast<Lifecycle>(std::min<unsigned>(static_cast<unsigned>(member.getLifecycle()), 4));
+    mi.incarnation = member.getIncarnation();
     mi.pending_hints = member.getPendingHints();
     out.members.push_back(std::move(mi));
   }
@@ -28,6 +30,7 @@ ClusterMetadata decode(wire::MetadataResult::Reader m) {
   out.watermark_ms = m.getWatermarkMs();
   out.version = std::string(protocol::view(m.getVersion()));
   out.sync = m.getSync();
+  out.membership_status = std::string(protocol::view(m.getMembershipStatus()));
   // Indexed by partition whatever order the broker listed them in; partitions beyond the
   // partition count are ignored.
   if (m.hasReplicaSets() && m.getReplicaSets().size() > 0) {

@@ -523,7 +523,8 @@ std::optional<Error> Producer::Impl::handle_answer(const protocol::FrameBuffer& 
     return std::nullopt;
   }
   Error error = detail::broker_error(code, message, address());
-  const bool failover = code == wire::ErrorCode::SHUTTING_DOWN;
+  // A broker that stops, or does not coordinate writes yet: use another one.
+  const bool failover = code == wire::ErrorCode::SHUTTING_DOWN || code == wire::ErrorCode::NOT_READY;
   if (is_retriable(error.code)) {
     retry_later(std::move(b), error);
   } else {

@@ -34,6 +34,8 @@ std::string to_json(const client::ClusterMetadata& m) {
   out += ",\"interval_ms\":" + std::to_string(m.interval.count());
   out += ",\"sync\":";
   out += m.sync ? "true" : "false";
+  out += ",\"membership\":";
+  append_json_string(out, m.membership_status);
   out += ",\"watermark_ms\":" + std::to_string(m.watermark_ms);
   out += ",\"watermark\":";
   if (m.watermark_ms == 0) {
@@ -57,10 +59,11 @@ std::string to_json(const client::ClusterMetadata& m) {
     append_json_string(out, mi.region);
     out += ",\"live\":";
     out += mi.live ? "true" : "false";
-    char phi[32];
-    std::snprintf(phi, sizeof phi, "%.3f", mi.phi);
-    out += ",\"phi\":";
-    out += phi;
+    out += ",\"liveness\":";
+    append_json_string(out, std::string(client::to_string(mi.liveness)));
+    out += ",\"lifecycle\":";
+    append_json_string(out, std::string(client::to_string(mi.lifecycle)));
+    out += ",\"incarnation\":" + std::to_string(mi.incarnation);
     out += ",\"pending_hints\":" + std::to_string(mi.pending_hints) + "}";
   }
   out += "],\"streams\":[";
@@ -79,6 +82,7 @@ void print_table(const client::ClusterMetadata& m) {
   std::printf("replication factor  %u\n", m.replication_factor);
   std::printf("interval            %s\n", duration_text(m.interval).c_str());
   std::printf("sync                %s\n", m.sync ? "on (acks after fsync)" : "off");
+  if (!m.membership_status.empty()) std::printf("membership          %s\n", m.membership_status.c_str());
   std::printf("watermark           %s\n",
               m.watermark_ms == 0 ? "unknown"
                                   : (format_time_ms(m.watermark_ms) + " (ranges before it are "
@@ -94,21 +98,19 @@ void print_table(const client::ClusterMetadata& m) {
     w_region = std::max(w_region, mi.region.size());
   }
   auto row = [&](const std::string& node, const std::string& client, const std::string& peer,
-                 const std::string& zone, const std::string& region, const std::string& state,
-                 const std::string& phi, const std::string& hints) {
-    std::printf("%-*s  %-*s  %-*s  %-*s  %-*s  %-5s  %7s  %s\n", static_cast<int>(w_node),
-                node.c_str(), static_cast<int>(w_client), client.c_str(),
-                static_cast<int>(w_peer), peer.c_str(), static_cast<int>(w_zone), zone.c_str(),
-                static_cast<int>(w_region), region.c_str(), state.c_str(), phi.c_str(),
-                hints.c_str());
+                 const std::string& zone, const std::string& region, const std::string& liveness,
+                 const std::string& lifecycle, const std::string& incarnation, const std::string& hints) {
+    std::printf("%-*s  %-*s  %-*s  %-*s  %-*s  %-8s  %-9s  %-13s  %s\n", static_cast<int>(w_node), node.c_str(),
+                static_cast<int>(w_client), client.c_str(), static_cast<int>(w_peer), peer.c_str(),
+                static_cast<int>(w_zone), zone.c_str(), static_cast<int>(w_region), region.c_str(),
+                liveness.c_str(), lifecycle.c_str(), incarnation.c_str(), hints.c_str());
   };
-  row("NODE-ID", "CLIENT", "PEER", "ZONE", "REGION", "STATE", "PHI", "HINTS");
+  row("NODE-ID", "CLIENT", "PEER", "ZONE", "REGION", "LIVENESS", "LIFECYCLE", "INCARNATION", "HINTS");
   for (const auto& mi : m.members) {
-    char phi[32];
-    std::snprintf(phi, sizeof phi, "%.2f", mi.phi);
     row(mi.node_id, mi.client_address, mi.peer_address.empty() ? "-" : mi.peer_address,
         mi.zone.empty() ? "-" : mi.zone, mi.region.empty() ? "-" : mi.region,
-        mi.live ? "live" : "dead", phi, std::to_string(mi.pending_hints));
+        std::string(client::to_string(mi.liveness)), std::string(client::to_string(mi.lifecycle)),
+        std::to_string(mi.incarnation), std::to_string(mi.pending_hints));
   }
   std::printf("\nSTREAMS (%zu)\n", m.streams.size());
   for (const auto& s : m.streams) std::printf("%s\n", s.c_str());

@@ -295,8 +295,8 @@ int run_dev(const DevOptions& o) {
     return code;
   }
 
-  // Wait (bounded) until broker 0 sees every broker live, so `alldata cluster` right away
-  // shows the whole cluster.
+  // Wait (bounded) until broker 0 is ready and sees every broker alive and normal, so
+  // `alldata cluster` right away shows the whole cluster and every broker takes writes.
   {
     client::ClientConfig config;
     config.bootstrap = {brokers[0].client_address};
@@ -306,8 +306,10 @@ int run_dev(const DevOptions& o) {
       if (auto admin = client::Admin::connect(config)) {
         if (auto meta = (*admin)->metadata(false)) {
           int live = 0;
-          for (const auto& m : meta->members) live += m.live ? 1 : 0;
-          converged = live == o.brokers;
+          for (const auto& m : meta->members) {
+            live += m.liveness == client::Liveness::kAlive && m.lifecycle == client::Lifecycle::kNormal ? 1 : 0;
+          }
+          converged = live == o.brokers && meta->membership_status == "ready";
         }
       }
       if (!converged) {

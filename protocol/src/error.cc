@@ -24,6 +24,7 @@ std::string_view to_string(ErrorCode code) noexcept {
     case ErrorCode::kShuttingDown: return "ShuttingDown";
     case ErrorCode::kInternal: return "Internal";
     case ErrorCode::kIntervalSealed: return "IntervalSealed";
+    case ErrorCode::kNotReady: return "NotReady";
     case ErrorCode::kConnectionFailed: return "ConnectionFailed";
     case ErrorCode::kBufferFull: return "BufferFull";
     case ErrorCode::kClosed: return "Closed";
@@ -38,6 +39,7 @@ bool is_retriable(ErrorCode code) noexcept {
     case ErrorCode::kTimeout:
     case ErrorCode::kNotEnoughReplicas:
     case ErrorCode::kShuttingDown:
+    case ErrorCode::kNotReady:
     case ErrorCode::kConnectionFailed:
     case ErrorCode::kStorageError:
       return true;

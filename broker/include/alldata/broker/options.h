@@ -16,11 +16,15 @@ struct BrokerOptions {
   std::string client_listen = "127.0.0.1:7400";
   // host:port for other brokers (replication, hints); empty = no peer listener.
   std::string peer_listen;
-  // UDP host:port for gossip; empty = a single broker (no cluster). A cluster member needs
-  // peer_listen too.
+  // host:port for membership (UDP datagrams, and TCP for full-state exchanges, on the same
+  // port number); empty = a single broker (no cluster). A cluster member needs peer_listen.
   std::string gossip_listen;
-  // Gossip addresses of brokers to join through (any live member will do).
+  // Membership addresses of brokers to join through. Every seed is retried (1 s doubling to
+  // 30 rounds) until reached, so groups that started apart merge; give every broker the
+  // same list, and a few brokers (3 or 5) as seeds.
   std::vector<std::string> seeds;
+  // Brokers of another cluster name are refused.
+  std::string cluster_name = "alldata";
   // Where this broker runs, for placement: replicas go to distinct zones and regions.
   std::string zone = "zone-1";
   std::string region = "region-1";
@@ -29,9 +33,14 @@ struct BrokerOptions {
   // Of those copies, how many in distinct other zones, and in distinct other regions.
   std::uint32_t other_zone_replicas = 0;
   std::uint32_t other_region_replicas = 0;
-  // Gossip round interval and phi-accrual threshold for declaring a member dead.
+  // The membership protocol period: one probe per period; every other membership timer
+  // (probe timeout, gossip, suspicion, push-pull) is a multiple of it (broker/README.md).
   std::chrono::milliseconds gossip_interval = std::chrono::seconds(1);
-  double phi_threshold = 8.0;
+  // Dead, left and removed members are dropped from the member list after this; their node
+  // ids are then refused for a week.
+  std::chrono::milliseconds reap_after = std::chrono::hours(24);
+  // Members (and, separately, refused node ids) at most.
+  std::uint32_t max_members = 10000;
   // One replica write may take this long before a hint on the next broker replaces it.
   std::chrono::milliseconds replica_timeout = std::chrono::seconds(5);
   // Stable name of the broker; empty = the one stored in data_dir, or a new one.

@@ -4,8 +4,11 @@
 // ("get it done", after the original AllData coordinator, plus timeouts and hints).
 //
 // It knows the cluster only through two small interfaces, so it runs without a network in
-// unit tests: `Membership` (who is in the cluster, who is live, who am I) and
-// `ReplicaWriter` (store a batch on a node, as a replica or as a hint for another node).
+// unit tests: `ViewSource` (an immutable snapshot of the members, their liveness and the
+// cached placement of every stream: membership/cluster_view.h) and `ReplicaWriter` (store
+// a batch on a node, as a replica or as a hint for another node). Placing a batch costs one
+// snapshot, one cache lookup and the liveness of the nodes it writes to, whatever the size
+// of the cluster.
 //
 // Commit levels (the contract of alldata/protocol/commit_level.h):
 //   ANY     one durable copy anywhere: a replica's ack or a stored hint.
@@ -20,6 +23,7 @@
 
 #include "alldata/broker/coordinator.h"
 #include "alldata/broker/placement.h"
+#include "membership/cluster_view.h"
 
 #include <spdlog/logger.h>
 
@@ -35,35 +39,6 @@
 #include <vector>
 
 namespace alldata::broker {
-
-// The local view of the cluster. Implementations must be cheap to call on the coordinating
-// executor (a copy of a small vector) and must not block.
-class Membership {
- public:
-  virtual ~Membership() = default;
-  // Every known member, this node included, with its current liveness.
-  virtual std::vector<MemberInfo> members() const = 0;
-  // This node (its id, zone and region).
-  virtual MemberInfo self() const = 0;
-};
-
-// A fixed member list whose liveness can be changed: for tests and for a broker that runs
-// without gossip. Thread-safe.
-class StaticMembership final : public Membership {
- public:
-  // `self_id` must name one of `members`.
-  StaticMembership(std::vector<MemberInfo> members, std::string self_id);
-
-  std::vector<MemberInfo> members() const override;
-  MemberInfo self() const override;
-  // Marks `node_id` live or dead; unknown ids are ignored.
-  void set_live(std::string_view node_id, bool live);
-
- private:
-  mutable std::mutex mu_;
-  std::vector<MemberInfo> members_;
-  std::string self_id_;
-};
 
 // Stores a batch on one node: the local broker or a peer (over the peer protocol).
 class ReplicaWriter {
@@ -82,7 +57,7 @@ class ReplicaWriter {
 };
 
 struct ReplicationOptions {
-  PlacementPolicy policy;
+  PlacementPolicy policy;  // must be the views' policy (its replication factor sets the levels)
   // How long one write to one node may take before the coordinator treats that node as
   // failed and writes a hint to the next broker in the preference order instead. The
   // produce's own timeout bounds the answer; this bounds each attempt (the smaller wins).
@@ -94,12 +69,11 @@ struct ReplicationOptions {
 // Lifecycle and executors: produce() runs on the awaiting coroutine's executor, which must
 // not run two handlers at once (an io_context run by one thread, or a strand); every write
 // it starts, including those that go on after the answer, runs there too. No threads.
-// Borrows `membership` and `writer`: both must outlive the coordinator and every write it
+// Borrows `views` and `writer`: both must outlive the coordinator and every write it
 // started (writes_in_flight() == 0, or the executor stopped for good).
 class ReplicatingCoordinator final : public Coordinator {
  public:
-  ReplicatingCoordinator(const Membership& membership, ReplicaWriter& writer,
-                         ReplicationOptions options);
+  ReplicatingCoordinator(const ViewSource& views, ReplicaWriter& writer, ReplicationOptions options);
 
   // Writes `batch` to the replica set of (batch.stream(), batch.partition()) and answers as
   // soon as `level` is met, or is certain not to be met, or `timeout` passes; at most once.
@@ -108,6 +82,8 @@ class ReplicatingCoordinator final : public Coordinator {
   // hint when no other broker is left); every copy has the same keys. On success,
   // ProduceOutcome::replicas counts replica acks (0 for ANY met by a hint alone).
   // Errors:
+  //   kNotReady           at once, when this broker does not coordinate writes yet (its
+  //                       membership view is incomplete, or it is joining).
   //   kNotEnoughReplicas  at once, without writing, when fewer live replicas (any live
   //                       member for ANY) exist than the level needs, or the cluster is
   //                       smaller than the level needs; after writing, when the level can
@@ -144,7 +120,7 @@ class ReplicatingCoordinator final : public Coordinator {
   static boost::asio::awaitable<Status> attempt(std::shared_ptr<Write> w, std::string node,
                                                 std::optional<std::string> hint_for);
 
-  const Membership& membership_;
+  const ViewSource& views_;
   ReplicaWriter& writer_;
   ReplicationOptions options_;
   std::shared_ptr<Counters> counters_ = std::make_shared<Counters>();

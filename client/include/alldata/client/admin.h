@@ -14,14 +14,24 @@
 
 namespace alldata::client {
 
+// What the answering broker's failure detector says of a member.
+enum class Liveness { kAlive, kSuspect, kDead };
+// A member's role (protocol/README.md, "Member lifecycle"): only normal and leaving members
+// own partitions; a joining broker does not coordinate writes yet.
+enum class Lifecycle { kJoining, kNormal, kLeaving, kLeft, kRemoved };
+std::string_view to_string(Liveness l) noexcept;
+std::string_view to_string(Lifecycle l) noexcept;
+
 struct MemberInfo {
   std::string node_id;
   std::string client_address;  // host:port
   std::string peer_address;    // host:port, empty when not a cluster member
   std::string zone;
   std::string region;
-  bool live = false;
-  double phi = 0;              // failure-detector suspicion (higher = less likely alive)
+  bool live = false;           // alive or suspect, and neither left nor removed
+  Liveness liveness = Liveness::kAlive;
+  Lifecycle lifecycle = Lifecycle::kNormal;
+  std::uint64_t incarnation = 0;  // rises when the member restarts, changes state or refutes
   std::uint64_t pending_hints = 0;
 };
 
@@ -35,6 +45,9 @@ struct ClusterMetadata {
   std::uint64_t watermark_ms = 0;  // ranges ending below this time are complete; 0 = unknown
   std::string version;             // the broker's software version
   bool sync = false;               // whether writes are fsynced before acknowledgement
+  // "ready", or why the answering broker is not yet (joining: waiting for seeds ...,
+  // refused: ...); empty from a single broker.
+  std::string membership_status;
   // Only when metadata() was asked about a stream: for each partition (index = partition),
   // the node ids of its replicas in preference order (ids as in `members`). Empty from a
   // broker that does not report replica sets.

@@ -1,0 +1,94 @@
+#include "hinted_handoff.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+namespace alldata::broker {
+
+namespace asio = boost::asio;
+
+HintedHandoff::HintedHandoff(storage::EventStore& store, asio::thread_pool& storage_pool, PeerClient& peers,
+                             const ViewSource& views, std::chrono::milliseconds interval,
+                             std::chrono::milliseconds timeout, std::shared_ptr<spdlog::logger> log)
+    : store_(store),
+      storage_pool_(storage_pool),
+      peers_(peers),
+      views_(views),
+      interval_(interval),
+      timeout_(timeout),
+      log_(std::move(log)) {}
+
+void HintedHandoff::start(asio::any_io_executor executor) {
+  asio::co_spawn(executor, loop(executor), [log = log_](std::exception_ptr e) {
+    if (e) log->error("hinted handoff loop failed: {}", describe_exception(e));
+  });
+}
+
+asio::awaitable<void> HintedHandoff::loop(asio::any_io_executor executor) {
+  asio::steady_timer timer(executor);
+  while (!stopping_) {
+    timer.expires_after(interval_);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (stopping_) break;
+    const auto view = views_.view();
+    for (const auto& [target, count] : store_.pending_hints()) {
+      if (count == 0 || stopping_) continue;
+      const ViewMember* member = view ? view->member(target) : nullptr;
+      if (member == nullptr || !member->live() || member->liveness != Liveness::kAlive ||
+          member->peer_address.empty()) {
+        continue;
+      }
+      const auto now = std::chrono::steady_clock::now();
+      auto& retry = retry_[target];
+      if (now < retry.next_attempt) continue;
+      const std::string address = member->peer_address;
+      if (co_await deliver(target, address, retry.delay.count() == 0)) {
+        retry_.erase(target);
+      } else {
+        retry.delay = std::min<std::chrono::milliseconds>(
+            std::max<std::chrono::milliseconds>(retry.delay * 2, std::chrono::seconds(1)), std::chrono::seconds(30));
+        retry.next_attempt = now + retry.delay;
+      }
+    }
+  }
+}
+
+asio::awaitable<bool> HintedHandoff::deliver(const std::string& target, const std::string& address,
+                                             bool first_failure) {
+  std::uint64_t delivered = 0;
+  for (int pages = 0; pages < 100 && !stopping_; ++pages) {
+    // Named lambdas and optionals, never temporaries with destructors inside a co_await
+    // expression: GCC 12 destroys those twice.
+    auto read = [this, &target]() -> asio::awaitable<Result<storage::HintPage>> {
+      co_return store_.read_hints(target, 1000);
+    };
+    auto page = co_await asio::co_spawn(storage_pool_, read, asio::use_awaitable);
+    if (!page) {
+      log_->error("cannot read hints for {}: {}", target, page.error().to_string());
+      co_return false;
+    }
+    for (const auto& batch : page->batches) {
+      std::optional<std::string> no_hint;
+      Status sent = co_await peers_.send(address, PeerClient::Kind::kDeliverHints, batch, std::move(no_hint), timeout_);
+      if (!sent) {
+        log_->log(first_failure ? spdlog::level::warn : spdlog::level::debug,
+                  "hinted handoff to {} paused (retrying with back-off): {}", target, sent.error().to_string());
+        co_return false;
+      }
+      auto remove = [this, &target, &batch]() -> asio::awaitable<Status> { co_return store_.delete_hints(target, batch); };
+      Status deleted = co_await asio::co_spawn(storage_pool_, remove, asio::use_awaitable);
+      if (!deleted) {
+        log_->error("cannot delete delivered hints for {}: {}", target, deleted.error().to_string());
+        co_return false;
+      }
+      delivered += batch.size();
+    }
+    if (page->done || page->batches.empty()) break;
+  }
+  if (delivered > 0) log_->info("delivered {} hinted events to {}", delivered, target);
+  co_return true;
+}
+
+}  // namespace alldata::broker

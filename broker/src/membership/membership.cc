@@ -1,0 +1,647 @@
+// The member table and the rules that change it: records (alive) by incarnation, the SWIM
+// precedence of suspect and dead, refutation, removal, reaping and tombstones; the event
+// queue; and the public API. Datagrams are in membership_probe.cc, push-pull in
+// membership_sync.cc.
+#include "membership/membership_impl.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace alldata::broker {
+
+std::string_view to_string(Liveness l) noexcept {
+  switch (l) {
+    case Liveness::kAlive: return "alive";
+    case Liveness::kSuspect: return "suspect";
+    case Liveness::kDead: return "dead";
+  }
+  return "?";
+}
+
+std::string_view to_string(Lifecycle l) noexcept {
+  switch (l) {
+    case Lifecycle::kJoining: return "joining";
+    case Lifecycle::kNormal: return "normal";
+    case Lifecycle::kLeaving: return "leaving";
+    case Lifecycle::kLeft: return "left";
+    case Lifecycle::kRemoved: return "removed";
+  }
+  return "?";
+}
+
+std::string_view to_string(MembershipEvent::Kind k) noexcept {
+  using K = MembershipEvent::Kind;
+  switch (k) {
+    case K::kJoined: return "joined";
+    case K::kUpdated: return "updated";
+    case K::kSuspect: return "suspect";
+    case K::kDead: return "dead";
+    case K::kAlive: return "alive";
+    case K::kLeft: return "left";
+    case K::kRemoved: return "removed";
+    case K::kReaped: return "reaped";
+    case K::kSelf: return "self";
+  }
+  return "?";
+}
+
+std::optional<std::string> same_cluster_settings(const MemberState& ours, const MemberState& theirs) {
+  if (ours.partitions != theirs.partitions) {
+    return "its partitions are " + std::to_string(theirs.partitions) + " but this cluster uses " +
+           std::to_string(ours.partitions);
+  }
+  if (ours.replication_factor != theirs.replication_factor) {
+    return "its replication factor is " + std::to_string(theirs.replication_factor) +
+           " but this cluster uses " + std::to_string(ours.replication_factor);
+  }
+  return std::nullopt;
+}
+
+std::uint64_t SteadyClock::now_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
+
+std::uint64_t SeededRandom::next() {
+  std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+std::uint64_t SeededRandom::below(std::uint64_t n) { return n == 0 ? 0 : next() % n; }
+
+double SeededRandom::unit() { return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0); }
+
+// ---- the table -------------------------------------------------------------------------
+
+using Node = Membership::Impl::Node;
+using Kind = MembershipEvent::Kind;
+
+Membership::Impl::Impl(MembershipOptions o, DatagramTransport& d, StreamTransport& s, TimerQueue& t,
+                       Clock& c, Random& r, std::shared_ptr<spdlog::logger> l)
+    : options(std::move(o)), datagrams(d), streams(s), timers(t), clock(c), random(r), log(std::move(l)) {
+  if (!options.compatible) options.compatible = same_cluster_settings;
+  address = options.advertise_address.empty() ? datagrams.local_address() : options.advertise_address;
+  auto self_ptr = std::make_unique<Node>();
+  self_ptr->m.node_id = options.node_id;
+  self_ptr->m.address = address;
+  self_ptr->m.incarnation = std::max<std::uint64_t>(1, options.initial_incarnation);
+  self_ptr->record_incarnation = self_ptr->m.incarnation;
+  self_ptr->m.state = options.state;
+  self_ptr->m.self = true;
+  self_node = self_ptr.get();
+  list.push_back(self_node);
+  nodes.emplace(options.node_id, std::move(self_ptr));
+  for (const auto& s : options.seeds) {
+    if (s == address) {
+      is_seed = true;
+    } else if (std::none_of(seeds.begin(), seeds.end(), [&](const Seed& x) { return x.address == s; })) {
+      seeds.push_back(Seed{s});
+    }
+  }
+}
+
+Node* Membership::Impl::find(std::string_view id) {
+  auto it = nodes.find(std::string(id));
+  return it == nodes.end() ? nullptr : it->second.get();
+}
+
+const Node* Membership::Impl::find(std::string_view id) const {
+  auto it = nodes.find(std::string(id));
+  return it == nodes.end() ? nullptr : it->second.get();
+}
+
+std::size_t Membership::Impl::live_count() const { return std::max<std::size_t>(counted_members, 1); }
+
+void Membership::Impl::count_members() {
+  std::size_t n = 0;
+  for (const Node* x : list) n += x->m.gone() ? 0 : 1;
+  counted_members = n;
+}
+
+std::size_t Membership::Impl::retransmit_limit() const {
+  const double scale = std::ceil(std::log10(static_cast<double>(live_count()) + 1.0));
+  return std::max<std::size_t>(1, options.retransmit_mult * static_cast<std::size_t>(scale));
+}
+
+std::uint64_t Membership::Impl::suspicion_min_ms() const {
+  const double scale = std::max(1.0, std::log10(static_cast<double>(live_count())));
+  return static_cast<std::uint64_t>(options.suspicion_mult * scale *
+                                    static_cast<double>(options.probe_interval.count()));
+}
+
+AliveMsg Membership::Impl::record_of(const Node& n) const {
+  return AliveMsg{n.m.node_id, n.m.address, n.record_incarnation, n.m.state};
+}
+
+AliveMsg Membership::Impl::self_record() const { return record_of(self()); }
+
+void Membership::Impl::emit(Kind kind, const std::string& id, std::uint64_t inc) {
+  events.push_back(MembershipEvent{kind, id, inc});
+}
+
+void Membership::Impl::flush_events() {
+  if (flushing) return;
+  flushing = true;
+  while (!events.empty()) {
+    std::vector<MembershipEvent> batch;
+    batch.swap(events);
+    // Handlers may subscribe, unsubscribe or change state: iterate over a copy.
+    std::vector<Handler> hs;
+    for (const auto& [id, h] : handlers) hs.push_back(h);
+    for (const auto& e : batch) {
+      for (const auto& h : hs) h(e);
+    }
+  }
+  flushing = false;
+}
+
+TimerQueue::Id Membership::Impl::arm(std::uint64_t when_ms, std::function<void()> fn) {
+  return timers.at(when_ms, [alive = std::weak_ptr<int>(life), this, fn = std::move(fn)] {
+    if (alive.expired()) return;
+    fn();
+    flush_events();
+  });
+}
+
+bool Membership::Impl::log_allowed(const std::string& key, std::uint64_t every_ms) {
+  const std::uint64_t now = clock.now_ms();
+  if (log_once.size() > 4096) log_once.clear();
+  auto [it, inserted] = log_once.try_emplace(key, now);
+  if (!inserted && now - it->second < every_ms) return false;
+  it->second = now;
+  return true;
+}
+
+std::optional<std::string> Membership::Impl::refusal_of(std::string_view id) const {
+  if (auto it = tombstones.find(id); it != tombstones.end()) {
+    return "node id " + std::string(id) + " may not rejoin (" + it->second.reason +
+           "); give the broker a new node id";
+  }
+  if (auto it = refused.find(id); it != refused.end()) return it->second.first;
+  return std::nullopt;
+}
+
+Node* Membership::Impl::add(const AliveMsg& a, Liveness liveness) {
+  if (nodes.size() >= options.max_members) {
+    if (log_allowed("full", 60'000)) {
+      log->error("membership: {} members already, the most allowed (max-members); ignoring new member {}",
+                 nodes.size(), a.node_id);
+    }
+    return nullptr;
+  }
+  const std::uint64_t now = clock.now_ms();
+  auto node = std::make_unique<Node>();
+  node->m.node_id = a.node_id;
+  node->m.address = a.address;
+  node->m.incarnation = a.incarnation;
+  node->record_incarnation = a.incarnation;
+  node->m.state = a.state;
+  node->m.liveness = liveness;
+  node->m.state_received_ms = now;
+  node->m.watermark_received_ms = now;
+  node->m.changed_ms = now;
+  node->index = list.size();
+  Node* n = node.get();
+  list.push_back(n);
+  nodes.emplace(a.node_id, std::move(node));
+  // A random place in the probe order, so a newcomer is probed within one pass.
+  const std::size_t at = random.below(probe_order.size() + 1);
+  probe_order.insert(probe_order.begin() + static_cast<std::ptrdiff_t>(at), a.node_id);
+  if (at < probe_index) ++probe_index;
+  last_new_member_ms = now;
+  if (!n->m.gone()) ++counted_members;
+  log->info("membership: {} at {} is a member ({}, {}, incarnation {})", a.node_id, a.address,
+            to_string(liveness), to_string(a.state.lifecycle), a.incarnation);
+  emit(Kind::kJoined, a.node_id, a.incarnation);
+  return n;
+}
+
+// ---- the rules -------------------------------------------------------------------------
+
+void Membership::Impl::on_alive(const AliveMsg& a, bool learned_dead) {
+  if (a.node_id == options.node_id) {
+    Node& me = self();
+    if (left || me.m.removed) return;
+    // Someone holds a newer (or a different) record of us: a previous life of this node, or
+    // a forged or mistaken one. Ours wins under a higher incarnation.
+    if (a.incarnation > me.record_incarnation ||
+        (a.incarnation == me.record_incarnation && (a.address != me.m.address || !(a.state == me.m.state)))) {
+      refute(a.incarnation);
+    }
+    return;
+  }
+  if (refusal_of(a.node_id)) return;
+  if (auto why = options.compatible(self().m.state, a.state)) {
+    const std::uint64_t now = clock.now_ms();
+    refused[a.node_id] = {"refused by cluster settings: " + *why, now + 60'000};
+    if (log_allowed("settings:" + a.node_id + *why, 600'000)) {
+      log->error("membership: refusing {} at {}: {}; its datagrams are dropped until its configuration matches",
+                 a.node_id, a.address, *why);
+    }
+    if (Node* n = find(a.node_id)) reap(*n, "its cluster settings differ");
+    return;
+  }
+  Node* n = find(a.node_id);
+  if (n == nullptr) {
+    n = add(a, learned_dead ? Liveness::kDead : Liveness::kAlive);
+    if (n == nullptr) return;
+    if (a.state.lifecycle == Lifecycle::kLeft) emit(Kind::kLeft, a.node_id, a.incarnation);
+    if (!learned_dead) queue.push(a.node_id, a);
+    return;
+  }
+  if (n->m.removed || a.incarnation <= n->record_incarnation) return;
+  if (n->m.state.lifecycle == Lifecycle::kLeft) return;  // left is final
+  const std::uint64_t now = clock.now_ms();
+  const Lifecycle before = n->m.state.lifecycle;
+  const bool state_changed = !(a.state == n->m.state) || a.address != n->m.address;
+  if (a.address != n->m.address) {
+    log->info("membership: {} moved from {} to {}", a.node_id, n->m.address, a.address);
+  }
+  if (a.state.watermark_ms != n->m.state.watermark_ms || a.state.watermark_held != n->m.state.watermark_held) {
+    n->m.watermark_received_ms = now;
+  }
+  n->m.address = a.address;
+  n->m.state = a.state;
+  n->record_incarnation = a.incarnation;
+  n->m.state_received_ms = now;
+  if (a.incarnation > n->m.incarnation) {
+    n->m.incarnation = a.incarnation;
+    if (n->m.liveness != Liveness::kAlive) {
+      log->info("membership: {} is alive again ({} refuted at incarnation {})", a.node_id,
+                to_string(n->m.liveness), a.incarnation);
+      n->m.liveness = Liveness::kAlive;
+      n->m.changed_ms = now;
+      n->suspicion.reset();
+      timers.cancel(n->suspicion_timer);
+      n->verifying = false;
+      emit(Kind::kAlive, a.node_id, a.incarnation);
+    }
+  }
+  if (before != a.state.lifecycle) {
+    n->m.changed_ms = now;
+    log->info("membership: {} is {} (was {})", a.node_id, to_string(a.state.lifecycle), to_string(before));
+    if (a.state.lifecycle == Lifecycle::kLeft) emit(Kind::kLeft, a.node_id, a.incarnation);
+  }
+  if (state_changed) emit(Kind::kUpdated, a.node_id, a.incarnation);
+  queue.push(a.node_id, a);
+}
+
+void Membership::Impl::on_suspect(const std::string& id, std::uint64_t inc, const std::string& from) {
+  Node* n = find(id);
+  if (n == nullptr || n->m.removed) return;
+  if (n->m.self) {
+    if (!left && inc >= n->m.incarnation) refute(inc);
+    return;
+  }
+  if (inc < n->m.incarnation || n->m.liveness == Liveness::kDead || n->m.gone()) return;
+  if (n->m.liveness == Liveness::kSuspect) {
+    if (inc > n->m.incarnation) n->m.incarnation = inc;
+    // An independent confirmation shortens the timeout (and is passed on, so that others
+    // count it too).
+    if (n->suspicion && n->suspicion->confirm(from)) {
+      arm_suspicion_timer(*n);
+      queue.push(id, SuspectMsg{id, inc, from});
+    }
+    return;
+  }
+  const std::uint64_t now = clock.now_ms();
+  n->m.incarnation = inc;
+  n->m.liveness = Liveness::kSuspect;
+  n->m.changed_ms = now;
+  const std::size_t members = live_count();
+  const std::size_t k = members >= options.suspicion_confirmations + 2 ? options.suspicion_confirmations : 0;
+  const std::uint64_t min = suspicion_min_ms();
+  n->suspicion.emplace(from, k, min, static_cast<std::uint64_t>(options.suspicion_max_mult * static_cast<double>(min)),
+                       now);
+  n->verifying = false;
+  n->extended_ms = now;
+  arm_suspicion_timer(*n);
+  queue.push(id, SuspectMsg{id, inc, from});
+  log->debug("membership: {} is suspect (incarnation {}, by {})", id, inc, from);
+  emit(Kind::kSuspect, id, inc);
+  if (from == options.node_id) {
+    ++stats.suspicions;
+    tell(*n);  // the accused hears it first, so it can refute at once
+  }
+}
+
+void Membership::Impl::arm_suspicion_timer(Node& n) {
+  timers.cancel(n.suspicion_timer);
+  const std::string id = n.m.node_id;
+  n.suspicion_timer = arm(std::max(n.suspicion->deadline_ms(), clock.now_ms()), [this, id] { suspicion_expired(id); });
+}
+
+void Membership::Impl::suspicion_expired(const std::string& id) {
+  Node* n = find(id);
+  if (n == nullptr || n->m.liveness != Liveness::kSuspect || !n->suspicion) return;
+  n->suspicion_timer = 0;
+  const std::uint64_t now = clock.now_ms();
+  const std::uint64_t min = suspicion_min_ms();
+  const std::uint64_t longest = static_cast<std::uint64_t>(options.suspicion_max_mult * static_cast<double>(min));
+  // The suspect spoke to us since the suspicion began (or since we last waited for it): it
+  // runs, and its refutation is on its way. Wait a while longer, up to the longest timeout.
+  if (n->heard_ms > n->extended_ms && now - n->suspicion->start_ms() < longest) {
+    n->extended_ms = now;
+    tell(*n);
+    timers.cancel(n->suspicion_timer);
+    n->suspicion_timer = arm(now + min, [this, id] { suspicion_expired(id); });
+    return;
+  }
+  // A verdict resting on others' word alone: probe it ourselves once more.
+  if (!n->verifying && n->probed_ms <= n->suspicion->start_ms() + options.probe_interval.count() / 2 &&
+      now - n->probed_ms > static_cast<std::uint64_t>(options.probe_interval.count())) {
+    n->verifying = true;
+    probe(*n, /*verify=*/true);
+    return;
+  }
+  declare_dead(*n);
+}
+
+void Membership::Impl::declare_dead(Node& n) {
+  const std::uint64_t now = clock.now_ms();
+  log->info("membership: {} is dead (no refutation of incarnation {} for {} ms, {} confirmations)", n.m.node_id,
+            n.m.incarnation, n.suspicion ? now - n.suspicion->start_ms() : 0,
+            n.suspicion ? n.suspicion->confirmations() : 0);
+  ++stats.deaths_declared;
+  on_dead(n.m.node_id, n.m.incarnation, options.node_id);
+}
+
+void Membership::Impl::on_dead(const std::string& id, std::uint64_t inc, const std::string& from) {
+  Node* n = find(id);
+  if (n == nullptr || n->m.removed) return;
+  if (n->m.self) {
+    if (!left && inc >= n->m.incarnation) refute(inc);
+    return;
+  }
+  if (inc < n->m.incarnation || n->m.liveness == Liveness::kDead || n->m.gone()) return;
+  n->m.incarnation = inc;
+  n->m.liveness = Liveness::kDead;
+  n->m.changed_ms = clock.now_ms();
+  n->suspicion.reset();
+  timers.cancel(n->suspicion_timer);
+  n->verifying = false;
+  queue.push(id, DeadMsg{id, inc, from});
+  if (from != options.node_id) log->info("membership: {} is dead (incarnation {}, declared by {})", id, inc, from);
+  emit(Kind::kDead, id, inc);
+}
+
+void Membership::Impl::on_removed(const std::string& id, const std::string& by) {
+  if (id == options.node_id) {
+    Node& me = self();
+    if (me.m.removed) return;
+    me.m.removed = true;
+    me.m.removed_by = by;
+    ready = false;
+    log->error("membership: this broker ({}) was removed from the cluster by {}; it takes no part any more", id, by);
+    emit(Kind::kSelf, id, me.m.incarnation);
+    return;
+  }
+  Node* n = find(id);
+  if (n == nullptr) {
+    add_tombstone(id, "removed by " + by, static_cast<std::uint64_t>(options.tombstone_ttl.count()));
+    return;
+  }
+  if (n->m.removed) return;
+  n->m.removed = true;
+  n->m.removed_by = by;
+  n->m.changed_ms = clock.now_ms();
+  n->suspicion.reset();
+  timers.cancel(n->suspicion_timer);
+  queue.push(id, RemovedMsg{id, by});
+  log->info("membership: {} was removed by {}", id, by);
+  emit(Kind::kRemoved, id, n->m.incarnation);
+}
+
+void Membership::Impl::refute(std::uint64_t accused) {
+  Node& me = self();
+  const std::uint64_t inc = std::max(me.m.incarnation, accused) + 1;
+  me.m.incarnation = inc;
+  me.record_incarnation = inc;
+  ++stats.refutations;
+  change_health(+1);
+  queue.push(options.node_id, self_record());
+  log->info("membership: refuting a suspicion of this broker (now incarnation {})", inc);
+}
+
+// ---- forgetting ------------------------------------------------------------------------
+
+void Membership::Impl::add_tombstone(const std::string& id, std::string reason, std::uint64_t ttl_ms) {
+  const std::uint64_t expires = clock.now_ms() + ttl_ms;
+  auto& t = tombstones[id];
+  if (t.expires_ms < expires) t = Tombstone{std::move(reason), expires};
+  while (tombstones.size() > options.max_members) {
+    auto oldest = std::min_element(tombstones.begin(), tombstones.end(),
+                                   [](const auto& a, const auto& b) { return a.second.expires_ms < b.second.expires_ms; });
+    tombstones.erase(oldest);
+  }
+}
+
+void Membership::Impl::reap(Node& n, const std::string& reason) {
+  if (n.m.self) return;
+  const std::string id = n.m.node_id;
+  timers.cancel(n.suspicion_timer);
+  queue.erase(id);
+  // Swap-remove from the list; the probe order skips ids it no longer finds.
+  Node* last = list.back();
+  list[n.index] = last;
+  last->index = n.index;
+  list.pop_back();
+  const std::uint64_t inc = n.m.incarnation;
+  nodes.erase(id);
+  count_members();
+  log->info("membership: {} reaped ({})", id, reason);
+  emit(Kind::kReaped, id, inc);
+}
+
+void Membership::Impl::reap_tick() {
+  const std::uint64_t now = clock.now_ms();
+  const auto after = static_cast<std::uint64_t>(options.reap_after.count());
+  std::vector<std::pair<Node*, std::string>> due;
+  for (Node* n : list) {
+    if (n->m.self || now - n->m.changed_ms < after) continue;
+    if (n->m.removed) {
+      due.emplace_back(n, "removed by " + n->m.removed_by);
+    } else if (n->m.state.lifecycle == Lifecycle::kLeft) {
+      due.emplace_back(n, "left");
+    } else if (n->m.liveness == Liveness::kDead) {
+      due.emplace_back(n, "dead");
+    }
+  }
+  for (auto& [n, reason] : due) {
+    add_tombstone(n->m.node_id, reason, static_cast<std::uint64_t>(options.tombstone_ttl.count()));
+    reap(*n, reason + " for longer than reap-after");
+  }
+  for (auto it = tombstones.begin(); it != tombstones.end();) {
+    it = it->second.expires_ms <= now ? tombstones.erase(it) : std::next(it);
+  }
+  for (auto it = refused.begin(); it != refused.end();) {
+    it = it->second.second <= now ? refused.erase(it) : std::next(it);
+  }
+  arm(now + std::min<std::uint64_t>(60'000, std::max<std::uint64_t>(1000, after / 10)), [this] { reap_tick(); });
+}
+
+// ---- the public API --------------------------------------------------------------------
+
+Membership::Membership(MembershipOptions options, DatagramTransport& datagrams, StreamTransport& streams,
+                       TimerQueue& timers, Clock& clock, Random& random, std::shared_ptr<spdlog::logger> logger) {
+  if (options.node_id.empty() || options.node_id.size() > kMaxIdBytes) {
+    throw std::invalid_argument("membership: node id must be 1 to 255 bytes");
+  }
+  impl_ = std::make_unique<Impl>(std::move(options), datagrams, streams, timers, clock, random, std::move(logger));
+  Impl* impl = impl_.get();
+  datagrams.set_receiver([impl](std::string_view from, std::string_view bytes) {
+    impl->receive(from, bytes);
+    impl->flush_events();
+  });
+  streams.set_handler([impl](std::string_view from, std::string_view bytes) {
+    std::string answer = impl->answer_push_pull(from, bytes);
+    impl->flush_events();
+    return answer;
+  });
+}
+
+Membership::~Membership() {
+  impl_->datagrams.set_receiver({});
+  impl_->streams.set_handler({});
+}
+
+void Membership::start() {
+  Impl& i = *impl_;
+  const std::uint64_t now = i.clock.now_ms();
+  i.started_ms = now;
+  i.self().m.changed_ms = now;
+  i.self().m.state_received_ms = now;
+  i.queue.push(i.options.node_id, i.self_record());
+  if (i.seeds.empty()) {
+    i.log->info("membership: {} starts a cluster on {} (no other seeds)", i.options.node_id, i.address);
+    i.set_ready();
+  }
+  i.arm(now + i.random.below(static_cast<std::uint64_t>(i.options.probe_interval.count()) + 1), [&i] { i.probe_tick(); });
+  i.arm(now + static_cast<std::uint64_t>(i.options.gossip_interval.count()), [&i] { i.gossip_tick(); });
+  i.arm(now, [&i] { i.seed_tick(); });
+  i.arm(now + i.push_pull_interval_ms(), [&i] { i.sync_tick(); });
+  i.arm(now + static_cast<std::uint64_t>(i.options.reconnect_interval.count()), [&i] { i.reconnect_tick(); });
+  i.arm(now + 1000, [&i] { i.reap_tick(); });
+  if (!i.ready) i.arm(now + static_cast<std::uint64_t>(i.options.probe_interval.count()), [&i] { i.ready_tick(); });
+  i.flush_events();
+}
+
+Status Membership::set_state(const MemberState& state) {
+  Impl& i = *impl_;
+  Node& me = i.self();
+  if (i.left || me.m.removed) return Error(ErrorCode::kNotAllowed, "this broker left the cluster");
+  if (state.lifecycle == Lifecycle::kRemoved) {
+    return Error(ErrorCode::kBadRequest, "a broker cannot declare itself removed");
+  }
+  for (const std::string* s : {&state.client_address, &state.peer_address, &state.zone, &state.region}) {
+    if (s->size() > kMaxIdBytes) return Error(ErrorCode::kBadRequest, "a member's address, zone or region is over 255 bytes");
+  }
+  if (state == me.m.state) return {};
+  const Lifecycle before = me.m.state.lifecycle;
+  const std::uint64_t now = i.clock.now_ms();
+  if (state.watermark_ms != me.m.state.watermark_ms || state.watermark_held != me.m.state.watermark_held) {
+    me.m.watermark_received_ms = now;
+  }
+  me.m.state = state;
+  me.m.incarnation = me.record_incarnation = me.m.incarnation + 1;
+  me.m.state_received_ms = now;
+  if (before != state.lifecycle) {
+    me.m.changed_ms = me.m.state_received_ms;
+    i.log->info("membership: this broker is {} (was {})", to_string(state.lifecycle), to_string(before));
+    i.emit(Kind::kSelf, i.options.node_id, me.m.incarnation);
+  }
+  if (state.lifecycle == Lifecycle::kLeft) i.left = true;
+  i.queue.push(i.options.node_id, i.self_record());
+  i.flush_events();
+  return {};
+}
+
+const MemberState& Membership::state() const { return impl_->self().m.state; }
+std::uint64_t Membership::incarnation() const { return impl_->self().m.incarnation; }
+
+void Membership::leave() {
+  MemberState s = state();
+  s.lifecycle = Lifecycle::kLeft;
+  (void)set_state(s);  // fails only when already gone
+}
+
+Status Membership::remove(const std::string& node_id) {
+  Impl& i = *impl_;
+  if (node_id == i.options.node_id) return Error(ErrorCode::kBadRequest, "a broker cannot remove itself; stop it and remove it from another broker");
+  if (i.find(node_id) == nullptr) return Error(ErrorCode::kBadRequest, "no member " + node_id);
+  i.on_removed(node_id, i.options.node_id);
+  i.flush_events();
+  return {};
+}
+
+bool Membership::ready() const { return impl_->ready; }
+
+std::string Membership::Impl::status_line() const {
+  const Impl& i = *this;
+  const Node& me = i.self();
+  if (me.m.removed) return "removed by " + me.m.removed_by;
+  if (i.left) return "left";
+  if (!i.refused_reason.empty()) return "refused: " + i.refused_reason;
+  if (i.ready) return "ready";
+  std::string out = "joining: ";
+  std::vector<std::string> waiting;
+  for (const auto& s : i.seeds) {
+    if (!s.reached) waiting.push_back(s.address + (s.last_error.empty() ? "" : " (" + s.last_error + ")"));
+  }
+  if (!i.synced_once) {
+    out += waiting.empty() ? "no seed reachable" : "no seed reachable yet: ";
+  } else if (!waiting.empty()) {
+    out += "waiting for seeds ";
+  } else {
+    out += "settling the membership view";
+  }
+  for (std::size_t k = 0; k < waiting.size(); ++k) out += (k ? ", " : "") + waiting[k];
+  return out;
+}
+
+std::string Membership::status() const { return impl_->status_line(); }
+
+const Member* Membership::member(std::string_view node_id) const {
+  const Impl::Node* n = impl_->find(node_id);
+  return n ? &n->m : nullptr;
+}
+
+std::vector<Member> Membership::members() const {
+  std::vector<Member> out;
+  out.reserve(impl_->list.size());
+  for (const Impl::Node* n : impl_->list) out.push_back(n->m);
+  std::sort(out.begin(), out.end(), [](const Member& a, const Member& b) {
+    if (a.self != b.self) return a.self;
+    return a.node_id < b.node_id;
+  });
+  return out;
+}
+
+std::size_t Membership::size() const { return impl_->list.size(); }
+
+bool Membership::tombstoned(std::string_view node_id) const { return impl_->tombstones.count(node_id) > 0; }
+
+std::uint64_t Membership::subscribe(Handler handler) {
+  const std::uint64_t id = impl_->next_handler++;
+  impl_->handlers.emplace(id, std::move(handler));
+  return id;
+}
+
+void Membership::unsubscribe(std::uint64_t id) { impl_->handlers.erase(id); }
+
+MembershipStats Membership::stats() const {
+  MembershipStats s = impl_->stats;
+  s.local_health = impl_->health;
+  s.pauses = impl_->timers.pauses();
+  return s;
+}
+
+const std::string& Membership::node_id() const noexcept { return impl_->options.node_id; }
+const std::string& Membership::address() const noexcept { return impl_->address; }
+const MembershipOptions& Membership::options() const noexcept { return impl_->options; }
+
+}  // namespace alldata::broker
