@@ -2,11 +2,11 @@
 
 namespace alldata::broker {
 
-void BroadcastQueue::push(const std::string& node_id, Message message) {
+void BroadcastQueue::push(const std::string& node_id, Message message, std::uint32_t sends) {
   erase(node_id);
-  Item item{node_id, std::move(message), 0, 0, next_seq_++};
+  Item item{node_id, std::move(message), 0, sends, next_seq_++};
   item.bytes = encoded_bytes(item.message);
-  const Key key{0, item.bytes, item.seq};
+  const Key key{sends, item.bytes, item.seq};
   by_node_.emplace(node_id, key);
   queue_.emplace(key, std::move(item));
 }
@@ -21,8 +21,12 @@ void BroadcastQueue::erase(const std::string& node_id) {
 std::size_t BroadcastQueue::take(std::size_t room, std::size_t limit, std::vector<Message>& out) {
   std::size_t used = 0;
   std::vector<Item> again;
-  for (auto it = queue_.begin(); it != queue_.end() && room - used >= 16;) {
+  // The walk ends once even the smallest message cannot fit, or after a run of updates too
+  // large for what is left: a datagram costs O(what it carries), not O(queue).
+  std::size_t misses = 0;
+  for (auto it = queue_.begin(); it != queue_.end() && room - used >= kSmallest && misses < 16;) {
     if (it->second.bytes > room - used) {
+      ++misses;
       ++it;
       continue;
     }

@@ -22,8 +22,9 @@ namespace alldata::broker {
 
 class BroadcastQueue {
  public:
-  // Queues `message` about `node_id`, replacing any update about it still queued.
-  void push(const std::string& node_id, Message message);
+  // Queues `message` about `node_id`, replacing any update about it still queued, as if it
+  // had been sent `sends` times already.
+  void push(const std::string& node_id, Message message, std::uint32_t sends = 0);
   // Drops the update about `node_id` (it was reaped).
   void erase(const std::string& node_id);
 
@@ -33,6 +34,8 @@ class BroadcastQueue {
   std::size_t take(std::size_t room, std::size_t limit, std::vector<Message>& out);
 
   std::size_t size() const noexcept { return by_node_.size(); }
+  // No message is smaller (an ack or nack: a list element and its struct).
+  static constexpr std::size_t kSmallest = 24;
   bool empty() const noexcept { return by_node_.empty(); }
 
  private:

@@ -105,12 +105,12 @@ Membership::Impl::Impl(MembershipOptions o, DatagramTransport& d, StreamTranspor
 }
 
 Node* Membership::Impl::find(std::string_view id) {
-  auto it = nodes.find(std::string(id));
+  auto it = nodes.find(id);
   return it == nodes.end() ? nullptr : it->second.get();
 }
 
 const Node* Membership::Impl::find(std::string_view id) const {
-  auto it = nodes.find(std::string(id));
+  auto it = nodes.find(id);
   return it == nodes.end() ? nullptr : it->second.get();
 }
 
@@ -138,6 +138,14 @@ AliveMsg Membership::Impl::record_of(const Node& n) const {
 }
 
 AliveMsg Membership::Impl::self_record() const { return record_of(self()); }
+
+void Membership::Impl::gossip(const std::string& id, Message message) {
+  const std::size_t limit = retransmit_limit();
+  const bool partial = merging && id != options.node_id;  // a refutation always goes out in full
+  const auto sends = static_cast<std::uint32_t>(partial && limit > 2 ? limit - 2 : 0);
+  queue.push(id, std::move(message), sends);
+  ++updates_this_period;
+}
 
 void Membership::Impl::emit(Kind kind, const std::string& id, std::uint64_t inc) {
   events.push_back(MembershipEvent{kind, id, inc});
@@ -234,6 +242,9 @@ void Membership::Impl::on_alive(const AliveMsg& a, bool learned_dead) {
     }
     return;
   }
+  Node* n = find(a.node_id);
+  // Old news (the common case in a push-pull) costs one lookup.
+  if (n != nullptr && (n->m.removed || a.incarnation <= n->record_incarnation)) return;
   if (refusal_of(a.node_id)) return;
   if (auto why = options.compatible(self().m.state, a.state)) {
     const std::uint64_t now = clock.now_ms();
@@ -242,18 +253,16 @@ void Membership::Impl::on_alive(const AliveMsg& a, bool learned_dead) {
       log->error("membership: refusing {} at {}: {}; its datagrams are dropped until its configuration matches",
                  a.node_id, a.address, *why);
     }
-    if (Node* n = find(a.node_id)) reap(*n, "its cluster settings differ");
+    if (n != nullptr) reap(*n, "its cluster settings differ");
     return;
   }
-  Node* n = find(a.node_id);
   if (n == nullptr) {
     n = add(a, learned_dead ? Liveness::kDead : Liveness::kAlive);
     if (n == nullptr) return;
     if (a.state.lifecycle == Lifecycle::kLeft) emit(Kind::kLeft, a.node_id, a.incarnation);
-    if (!learned_dead) queue.push(a.node_id, a);
+    if (!learned_dead) gossip(a.node_id, a);
     return;
   }
-  if (n->m.removed || a.incarnation <= n->record_incarnation) return;
   if (n->m.state.lifecycle == Lifecycle::kLeft) return;  // left is final
   const std::uint64_t now = clock.now_ms();
   const Lifecycle before = n->m.state.lifecycle;
@@ -287,7 +296,7 @@ void Membership::Impl::on_alive(const AliveMsg& a, bool learned_dead) {
     if (a.state.lifecycle == Lifecycle::kLeft) emit(Kind::kLeft, a.node_id, a.incarnation);
   }
   if (state_changed) emit(Kind::kUpdated, a.node_id, a.incarnation);
-  queue.push(a.node_id, a);
+  gossip(a.node_id, a);
 }
 
 void Membership::Impl::on_suspect(const std::string& id, std::uint64_t inc, const std::string& from) {
@@ -304,7 +313,7 @@ void Membership::Impl::on_suspect(const std::string& id, std::uint64_t inc, cons
     // count it too).
     if (n->suspicion && n->suspicion->confirm(from)) {
       arm_suspicion_timer(*n);
-      queue.push(id, SuspectMsg{id, inc, from});
+      gossip(id, SuspectMsg{id, inc, from});
     }
     return;
   }
@@ -320,7 +329,7 @@ void Membership::Impl::on_suspect(const std::string& id, std::uint64_t inc, cons
   n->verifying = false;
   n->extended_ms = now;
   arm_suspicion_timer(*n);
-  queue.push(id, SuspectMsg{id, inc, from});
+  gossip(id, SuspectMsg{id, inc, from});
   log->debug("membership: {} is suspect (incarnation {}, by {})", id, inc, from);
   emit(Kind::kSuspect, id, inc);
   if (from == options.node_id) {
@@ -351,9 +360,11 @@ void Membership::Impl::suspicion_expired(const std::string& id) {
     n->suspicion_timer = arm(now + min, [this, id] { suspicion_expired(id); });
     return;
   }
-  // A verdict resting on others' word alone: probe it ourselves once more.
-  if (!n->verifying && n->probed_ms <= n->suspicion->start_ms() + options.probe_interval.count() / 2 &&
-      now - n->probed_ms > static_cast<std::uint64_t>(options.probe_interval.count())) {
+  // A verdict that no other broker confirmed, or that rests on others' word alone: probe
+  // it ourselves once more first.
+  const bool own_probe_stale = n->probed_ms <= n->suspicion->start_ms() + options.probe_interval.count() / 2 &&
+                               now - n->probed_ms > static_cast<std::uint64_t>(options.probe_interval.count());
+  if (!n->verifying && !n->suspicion->confirmed() && own_probe_stale) {
     n->verifying = true;
     probe(*n, /*verify=*/true);
     return;
@@ -384,7 +395,7 @@ void Membership::Impl::on_dead(const std::string& id, std::uint64_t inc, const s
   n->suspicion.reset();
   timers.cancel(n->suspicion_timer);
   n->verifying = false;
-  queue.push(id, DeadMsg{id, inc, from});
+  gossip(id, DeadMsg{id, inc, from});
   if (from != options.node_id) log->info("membership: {} is dead (incarnation {}, declared by {})", id, inc, from);
   emit(Kind::kDead, id, inc);
 }
@@ -411,7 +422,7 @@ void Membership::Impl::on_removed(const std::string& id, const std::string& by) 
   n->m.changed_ms = clock.now_ms();
   n->suspicion.reset();
   timers.cancel(n->suspicion_timer);
-  queue.push(id, RemovedMsg{id, by});
+  gossip(id, RemovedMsg{id, by});
   log->info("membership: {} was removed by {}", id, by);
   emit(Kind::kRemoved, id, n->m.incarnation);
 }
@@ -423,7 +434,7 @@ void Membership::Impl::refute(std::uint64_t accused) {
   me.record_incarnation = inc;
   ++stats.refutations;
   change_health(+1);
-  queue.push(options.node_id, self_record());
+  gossip(options.node_id, self_record());
   log->info("membership: refuting a suspicion of this broker (now incarnation {})", inc);
 }
 
@@ -515,7 +526,7 @@ void Membership::start() {
   i.started_ms = now;
   i.self().m.changed_ms = now;
   i.self().m.state_received_ms = now;
-  i.queue.push(i.options.node_id, i.self_record());
+  i.gossip(i.options.node_id, i.self_record());
   if (i.seeds.empty()) {
     i.log->info("membership: {} starts a cluster on {} (no other seeds)", i.options.node_id, i.address);
     i.set_ready();
@@ -555,7 +566,7 @@ Status Membership::set_state(const MemberState& state) {
     i.emit(Kind::kSelf, i.options.node_id, me.m.incarnation);
   }
   if (state.lifecycle == Lifecycle::kLeft) i.left = true;
-  i.queue.push(i.options.node_id, i.self_record());
+  i.gossip(i.options.node_id, i.self_record());
   i.flush_events();
   return {};
 }

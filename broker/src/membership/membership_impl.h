@@ -17,6 +17,12 @@
 
 namespace alldata::broker {
 
+// Lookups by string_view without building a std::string.
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
 struct Membership::Impl {
   Impl(MembershipOptions o, DatagramTransport& d, StreamTransport& s, TimerQueue& t, Clock& c, Random& r,
        std::shared_ptr<spdlog::logger> l);
@@ -92,6 +98,9 @@ struct Membership::Impl {
   void add_tombstone(const std::string& id, std::string reason, std::uint64_t ttl_ms);
   void reap_tick();
   std::optional<std::string> refusal_of(std::string_view id) const;
+  // Queues an update for dissemination: fully, or, for what a push-pull brought (the
+  // anti-entropy already spreads it), for a couple of sends only.
+  void gossip(const std::string& id, Message message);
   void emit(MembershipEvent::Kind kind, const std::string& id, std::uint64_t inc);
   void flush_events();
   // Arms a timer whose callback is skipped once this object is gone, and delivers the
@@ -113,7 +122,9 @@ struct Membership::Impl {
   void change_health(int delta);
 
   // ---- membership_sync.cc: push-pull
-  void push_pull(const std::string& address, bool join, Seed* seed);
+  // `backlog`, `joining`: counted in backlog_pulls_in_flight / join_pulls_in_flight.
+  void push_pull(const std::string& address, bool join, Seed* seed, bool backlog = false, bool joining = false);
+  void backlog_pull();  // each probe period while the broadcast queue is long
   void push_pull_answered(const std::string& address, bool seed, Result<std::string> answer);
   std::string answer_push_pull(std::string_view from, std::string_view bytes);
   PushPullMsg snapshot_message(bool join) const;
@@ -137,7 +148,7 @@ struct Membership::Impl {
   std::shared_ptr<int> life = std::make_shared<int>(0);
   std::string address;
 
-  std::unordered_map<std::string, std::unique_ptr<Node>> nodes;
+  std::unordered_map<std::string, std::unique_ptr<Node>, StringHash, std::equal_to<>> nodes;
   std::vector<Node*> list;  // every node, in no particular order (random picks)
   std::size_t counted_members = 1;
   Node* self_node = nullptr;
@@ -162,6 +173,11 @@ struct Membership::Impl {
   std::uint64_t last_new_member_ms = 0;
   std::uint64_t last_status_log_ms = 0;
   std::size_t join_pulls_in_flight = 0;
+  std::size_t backlog_pulls_in_flight = 0;
+  bool merging = false;                // inside merge(): updates come from a push-pull
+  std::size_t updates_this_period = 0;  // queued since the last probe period
+  std::size_t updates_last_period = 0;
+  std::uint64_t backlog_until_ms = 0;   // push-pull every period until then
 
   std::map<std::uint64_t, Handler> handlers;
   std::uint64_t next_handler = 1;

@@ -76,7 +76,10 @@ void Membership::Impl::probe_tick() {
   const std::uint64_t now = clock.now_ms();
   arm(now + probe_period_ms(), [this] { probe_tick(); });
   count_members();
+  updates_last_period = updates_this_period;
+  updates_this_period = 0;
   if (left || self().m.removed) return;
+  backlog_pull();
   for (std::size_t tries = 0; tries < 2 * list.size() + 2; ++tries) {
     if (probe_index >= probe_order.size()) {
       // A new pass over every member in a new random order: each is probed once a pass.

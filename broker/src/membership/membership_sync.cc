@@ -34,15 +34,17 @@ PushPullMsg Membership::Impl::snapshot_message(bool join) const {
   return p;
 }
 
-void Membership::Impl::push_pull(const std::string& to, bool join, Seed* seed) {
+void Membership::Impl::push_pull(const std::string& to, bool join, Seed* seed, bool backlog, bool joining) {
   ++stats.push_pulls;
   std::string bytes = encode(snapshot_message(join));
   stats.push_pull_bytes_sent += bytes.size();
   if (seed != nullptr) seed->in_flight = true;
   const bool from_seed = seed != nullptr;
   streams.request(to, std::move(bytes), options.push_pull_timeout,
-                  [alive = std::weak_ptr<int>(life), this, to, from_seed](Result<std::string> answer) {
+                  [alive = std::weak_ptr<int>(life), this, to, from_seed, backlog, joining](Result<std::string> answer) {
                     if (alive.expired()) return;
+                    if (backlog && backlog_pulls_in_flight > 0) --backlog_pulls_in_flight;
+                    if (joining && join_pulls_in_flight > 0) --join_pulls_in_flight;
                     push_pull_answered(to, from_seed, std::move(answer));
                     flush_events();
                   });
@@ -55,8 +57,6 @@ void Membership::Impl::push_pull_answered(const std::string& to, bool from_seed,
       if (s.address == to) seed = &s;
     }
     if (seed) seed->in_flight = false;
-  } else if (join_pulls_in_flight > 0) {
-    --join_pulls_in_flight;
   }
   auto fail = [&](std::string why) {
     ++stats.push_pulls_failed;
@@ -128,6 +128,7 @@ std::string Membership::Impl::answer_push_pull(std::string_view from, std::strin
 }
 
 void Membership::Impl::merge(const PushPullMsg& p) {
+  merging = true;
   const auto ttl = static_cast<std::uint64_t>(options.tombstone_ttl.count());
   for (const auto& t : p.tombstones) {
     if (t.node_id == options.node_id) {
@@ -159,6 +160,7 @@ void Membership::Impl::merge(const PushPullMsg& p) {
     on_alive(e.record);
     if (e.liveness != Liveness::kAlive) on_suspect(id, e.record.incarnation, p.from);
   }
+  merging = false;
 }
 
 void Membership::Impl::set_ready() {
@@ -169,7 +171,7 @@ void Membership::Impl::set_ready() {
     me.m.state.lifecycle = Lifecycle::kNormal;
     me.m.incarnation = me.record_incarnation = me.m.incarnation + 1;
     me.m.changed_ms = clock.now_ms();
-    queue.push(options.node_id, self_record());
+    gossip(options.node_id, self_record());
     log->info("membership: this broker is normal (was joining)");
   }
 }
@@ -200,6 +202,21 @@ void Membership::Impl::seed_tick() {
   }
 }
 
+void Membership::Impl::backlog_pull() {
+  // Many updates at once (a cold start, a partition healing, a mass restart): gossip would
+  // need O(updates * log N) datagrams per broker, a whole view fits a few TCP segments.
+  const std::uint64_t now = clock.now_ms();
+  if (updates_last_period >= options.backlog_pull_threshold) {
+    // A burst, and the stragglers after it: keep pulling for a while.
+    backlog_until_ms = now + 10 * static_cast<std::uint64_t>(options.probe_interval.count());
+  }
+  if (!ready || backlog_pulls_in_flight > 0 || now >= backlog_until_ms) return;
+  auto pick = random_members(1, [](const Node& n) { return !n.m.self && n.m.reachable(); });
+  if (pick.empty()) return;
+  ++backlog_pulls_in_flight;
+  push_pull(pick[0]->m.address, false, nullptr, /*backlog=*/true);
+}
+
 void Membership::Impl::sync_tick() {
   const std::uint64_t now = clock.now_ms();
   arm(now + push_pull_interval_ms(), [this] { sync_tick(); });
@@ -225,7 +242,7 @@ void Membership::Impl::ready_tick() {
     auto pick = random_members(1, [](const Node& n) { return !n.m.self && n.m.reachable(); });
     if (!pick.empty()) {
       ++join_pulls_in_flight;
-      push_pull(pick[0]->m.address, true, nullptr);
+      push_pull(pick[0]->m.address, true, nullptr, /*backlog=*/false, /*joining=*/true);
     }
   }
   const bool seeds_done = std::all_of(seeds.begin(), seeds.end(), [&](const Seed& s) { return s.reached || seed_known(s); }) ||

@@ -27,6 +27,8 @@ class Suspicion {
   std::uint64_t deadline_ms() const noexcept;
   std::uint64_t start_ms() const noexcept { return start_ms_; }
   std::size_t confirmations() const noexcept { return accusers_.size() - 1; }
+  // Enough independent accusers for the shortest timeout.
+  bool confirmed() const noexcept { return confirmations() >= k_; }
 
  private:
   std::size_t k_;

@@ -121,6 +121,9 @@ struct MembershipOptions {
   // Anti-entropy and joining (TCP push-pull).
   std::chrono::milliseconds push_pull_interval{30'000};  // scaled up beyond 32 members
   std::chrono::milliseconds push_pull_timeout{10'000};
+  // With this many new updates in one period, gossip cannot keep up: a push-pull follows
+  // in each of the next 10 periods.
+  std::size_t backlog_pull_threshold = 32;
   std::chrono::milliseconds seed_retry_max{30'000};    // unreached seeds: 1 s doubling to this
   std::chrono::milliseconds reconnect_interval{10'000};  // push-pull with a random dead member
   std::chrono::milliseconds seed_wait{10'000};  // a seed that reaches no other seed starts alone
