@@ -369,4 +369,6 @@ struct PushPull {
   members @5 :List(MemberEntry);  # the sender's whole view, itself included
   tombstones @6 :List(Tombstone);
   refused @7 :Text;               # in an answer only: non-empty = the request was refused
+  ping @8 :Bool;                  # a probe over TCP (when UDP pings went unanswered): no
+                                  # members sent, nothing merged; answered with ping set
 }

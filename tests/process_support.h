@@ -173,6 +173,8 @@ class BrokerProcess {
     }
     return "";
   }
+  // Sends `sig` (SIGSTOP, SIGCONT, ...) without waiting; 0 on success.
+  int signal(int sig) { return pid_ > 0 ? ::kill(pid_, sig) : -1; }
   // SIGKILL: no clean shutdown, as a crash.
   void kill_hard() { stop(SIGKILL); }
   std::string log() const { return read_file(data_dir_.string() + ".log"); }

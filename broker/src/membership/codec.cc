@@ -311,6 +311,7 @@ std::string encode(const PushPullMsg& p) {
     tombs[i].setRemainingMs(p.tombstones[i].remaining_ms);
   }
   set_text([&](auto t) { b.setRefused(t); }, p.refused);
+  b.setPing(p.ping);
   return to_bytes(message);
 }
 
@@ -345,6 +346,7 @@ Result<PushPullMsg> decode_push_pull(std::string_view bytes) {
                                             t.getRemainingMs()});
     }
     p.refused = checked(r.getRefused(), kMaxTextBytes, "refusal");
+    p.ping = r.getPing();
     return p;
   } catch (const Malformed& m) {
     return malformed(m.why);

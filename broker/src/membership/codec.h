@@ -93,6 +93,7 @@ struct PushPullMsg {
   std::vector<MemberEntry> members;
   std::vector<TombstoneEntry> tombstones;
   std::string refused;
+  bool ping = false;
 };
 
 // Bytes `m` adds to a datagram's message list (exact for the unpacked encoding).

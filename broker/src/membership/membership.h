@@ -59,6 +59,7 @@ namespace alldata::broker {
 struct MembershipStats {
   std::uint64_t probes = 0;
   std::uint64_t probes_failed = 0;
+  std::uint64_t tcp_pings = 0;            // probes that fell back to TCP
   std::uint64_t datagrams_sent = 0;
   std::uint64_t bytes_sent = 0;
   std::uint64_t largest_datagram = 0;

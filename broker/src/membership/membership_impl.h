@@ -111,6 +111,7 @@ struct Membership::Impl {
   void probe_tick();
   void probe(Node& target, bool verify);
   void probe_indirect(std::uint64_t seq);
+  void tcp_ping(std::uint64_t seq, const Node& target);
   void probe_done(std::uint64_t seq);
   void gossip_tick();
   void receive(std::string_view from, std::string_view bytes);

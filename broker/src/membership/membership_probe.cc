@@ -128,6 +128,32 @@ void Membership::Impl::probe_indirect(std::uint64_t seq) {
     send(h->m.address, {PingReqMsg{seq, target->m.node_id, target->m.address, /*want_nack=*/true}});
   }
   it->second.expected_nacks = helpers.size();
+  tcp_ping(seq, *target);
+}
+
+void Membership::Impl::tcp_ping(std::uint64_t seq, const Node& target) {
+  // TCP retransmits what datagrams lose: a probe that fails only because of loss is rare.
+  PushPullMsg ping;
+  ping.cluster = options.cluster;
+  ping.from = options.node_id;
+  ping.from_address = address;
+  ping.ping = true;
+  ++stats.tcp_pings;
+  const auto deadline = std::chrono::milliseconds(probe_period_ms() - options.probe_timeout.count());
+  streams.request(target.m.address, encode(ping), deadline,
+                  [alive = std::weak_ptr<int>(life), this, seq, id = target.m.node_id](Result<std::string> answer) {
+                    if (alive.expired() || !answer) return;
+                    auto p = decode_push_pull(*answer);
+                    auto it = probes.find(seq);
+                    if (!p || !p->ping || p->from != id || it == probes.end()) return;
+                    const bool only_tcp = !it->second.acked;
+                    it->second.acked = true;
+                    if (Node* n = find(id)) n->heard_ms = clock.now_ms();
+                    if (only_tcp && log_allowed("tcp-only:" + id, 600'000)) {
+                      log->warn("membership: {} answered over TCP but not its UDP pings: datagrams are lost "
+                                "or blocked between us", id);
+                    }
+                  });
 }
 
 void Membership::Impl::probe_done(std::uint64_t seq) {

@@ -112,6 +112,10 @@ std::string Membership::Impl::answer_push_pull(std::string_view from, std::strin
     ++stats.refused_dropped;
     return refuse(*why);
   }
+  if (p->ping) {
+    answer.ping = true;
+    return encode(answer);
+  }
   for (const auto& e : p->members) {
     if (e.record.node_id != p->from) continue;
     if (auto why = options.compatible(self().m.state, e.record.state)) {
