@@ -250,22 +250,25 @@ void report_placement(std::size_t n, Report& report) {
     m.lifecycle = Lifecycle::kNormal;
     in.members.push_back(std::move(m));
   }
-  const broker::ClusterView view(std::move(in));
+  broker::ViewHolder holder;
+  holder.set(std::make_shared<const broker::ClusterView>(std::move(in)));
+  const broker::ClusterView& view = *holder.view();
   std::vector<std::string> streams;
   for (int s = 0; s < 100; ++s) streams.push_back("stream-" + std::to_string(s));
   const auto miss0 = std::chrono::steady_clock::now();
   for (const auto& s : streams) view.placement().stream(s);
   const double miss_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - miss0).count() / streams.size();
-  // What the coordinator does per batch: the stream's placement, the partition's list, the
-  // liveness of the replica set.
+  // What the coordinator does per batch: the current view, the stream's placement, the
+  // partition's list, the liveness of the replica set.
   constexpr std::size_t kBatches = 1'000'000;
   std::size_t live = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (std::size_t b = 0; b < kBatches; ++b) {
-    const auto placement = view.placement().stream(streams[b % streams.size()]);
+    const auto current = holder.view();
+    const auto placement = current->placement().stream(streams[b % streams.size()]);
     const auto& list = placement->partitions[b % 16];
-    for (std::size_t i = 0; i < 3 && i < list.size(); ++i) live += view.live(list[i]) ? 1 : 0;
+    for (std::size_t i = 0; i < 3 && i < list.size(); ++i) live += current->live(list[i]) ? 1 : 0;
   }
   const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / kBatches;
   report.add("placement cost per produce batch (cached lists)", n, fmt("%.3f us", us) + (live ? "" : "!"), "<= 5 us",
