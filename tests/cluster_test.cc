@@ -26,11 +26,7 @@ class ClusterTest : public ::testing::Test {
   std::uint64_t watermark(int i) {
     RawConnection c(brokers_[i]->client_port());
     c.hello();
-    capnp::MallocMessageBuilder mb;
-    auto req = mb.initRoot<wire::Request>();
-    req.setCorrelationId(1);
-    req.initMetadata();
-    return c.call(mb).get().getMetadata().getWatermarkMs();
+    return c.metadata().get().getMetadata().getWatermarkMs();
   }
 
   void SetUp() override {
@@ -104,11 +100,7 @@ TEST_F(ClusterTest, EveryBrokerReportsTheSameReplicaSets) {
   for (int i = 0; i < 3; ++i) {
     RawConnection c(brokers_[i]->client_port());
     c.hello();
-    capnp::MallocMessageBuilder mb;
-    auto req = mb.initRoot<wire::Request>();
-    req.setCorrelationId(1);
-    req.initMetadata().setStream("events");
-    auto r = c.call(mb);
+    auto r = c.metadata("events");
     ASSERT_EQ(r.error(), ErrorCode::kOk);
     auto meta = r.get().getMetadata();
     EXPECT_EQ(meta.getReplicationFactor(), 3u);

@@ -46,11 +46,7 @@ struct Seen {
 Seen seen_by(std::uint16_t port, const std::string& node_id) {
   RawConnection c(port);
   c.hello();
-  capnp::MallocMessageBuilder mb;
-  auto req = mb.initRoot<wire::Request>();
-  req.setCorrelationId(1);
-  req.initMetadata();
-  auto r = c.call(mb);
+  auto r = c.metadata();
   Seen s;
   if (r.error() != ErrorCode::kOk) return s;
   for (auto m : r.get().getMetadata().getMembers()) {

@@ -18,15 +18,7 @@ using broker::Liveness;
 using broker::MemberState;
 using Kind = MembershipEvent::Kind;
 
-MembershipOptions base_options() {
-  MembershipOptions o;
-  o.state.partitions = 16;
-  o.state.replication_factor = 3;
-  o.state.client_address = "127.0.0.1:7400";
-  o.state.zone = "z1";
-  o.state.region = "r1";
-  return o;
-}
+MembershipOptions base_options() { return simulated_broker_options(); }
 
 class MembershipTest : public ::testing::Test {
  protected:

@@ -249,6 +249,16 @@ class RawConnection {
     return call(mb);
   }
 
+  // The broker's metadata; with `stream`, also that stream's replica sets.
+  Reply metadata(const std::string& stream = "") {
+    capnp::MallocMessageBuilder mb;
+    auto req = mb.initRoot<wire::Request>();
+    req.setCorrelationId(next_id_++);
+    auto m = req.initMetadata();
+    if (!stream.empty()) m.setStream(protocol::text(stream));
+    return call(mb);
+  }
+
   // Every event of one partition, following next_from, as (key, payload) in order.
   std::vector<std::pair<Key, std::string>> scan_all(const std::string& stream, std::uint32_t partition,
                                                     std::optional<Key> from = {},
@@ -279,11 +289,7 @@ class RawConnection {
 inline int normal_members(std::uint16_t port) {
   RawConnection c(port);
   c.hello();
-  capnp::MallocMessageBuilder mb;
-  auto req = mb.initRoot<wire::Request>();
-  req.setCorrelationId(1);
-  req.initMetadata();
-  auto r = c.call(mb);
+  auto r = c.metadata();
   if (r.error() != ErrorCode::kOk) return 0;
   auto m = r.get().getMetadata();
   if (std::string_view(m.getMembershipStatus().cStr()) != "ready") return 0;

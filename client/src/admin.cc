@@ -6,26 +6,6 @@
 
 namespace alldata::client {
 
-std::string_view to_string(Liveness l) noexcept {
-  switch (l) {
-    case Liveness::kAlive: return "alive";
-    case Liveness::kSuspect: return "suspect";
-    case Liveness::kDead: return "dead";
-  }
-  return "?";
-}
-
-std::string_view to_string(Lifecycle l) noexcept {
-  switch (l) {
-    case Lifecycle::kJoining: return "joining";
-    case Lifecycle::kNormal: return "normal";
-    case Lifecycle::kLeaving: return "leaving";
-    case Lifecycle::kLeft: return "left";
-    case Lifecycle::kRemoved: return "removed";
-  }
-  return "?";
-}
-
 using detail::BrokerConnection;
 using detail::RetryBudget;
 

@@ -20,8 +20,8 @@ ClusterMetadata decode(wire::MetadataResult::Reader m) {
     mi.zone = std::string(protocol::view(member.getZone()));
     mi.region = std::string(protocol::view(member.getRegion()));
     mi.live = member.getLive();
-    mi.liveness = static_cast<Liveness>(std::min<unsigned>(static_cast<unsigned>(member.getLiveness()), 2));
-    mi.lifecycle = static_cast<Lifecycle>(std::min<unsigned>(static_cast<unsigned>(member.getLifecycle()), 4));
+    mi.liveness = liveness_from(static_cast<std::uint16_t>(member.getLiveness()));
+    mi.lifecycle = lifecycle_from(static_cast<std::uint16_t>(member.getLifecycle()));
     mi.incarnation = member.getIncarnation();
     mi.pending_hints = member.getPendingHints();
     out.members.push_back(std::move(mi));

@@ -60,9 +60,9 @@ std::string to_json(const client::ClusterMetadata& m) {
     out += ",\"live\":";
     out += mi.live ? "true" : "false";
     out += ",\"liveness\":";
-    append_json_string(out, std::string(client::to_string(mi.liveness)));
+    append_json_string(out, std::string(alldata::to_string(mi.liveness)));
     out += ",\"lifecycle\":";
-    append_json_string(out, std::string(client::to_string(mi.lifecycle)));
+    append_json_string(out, std::string(alldata::to_string(mi.lifecycle)));
     out += ",\"incarnation\":" + std::to_string(mi.incarnation);
     out += ",\"pending_hints\":" + std::to_string(mi.pending_hints) + "}";
   }
@@ -109,7 +109,7 @@ void print_table(const client::ClusterMetadata& m) {
   for (const auto& mi : m.members) {
     row(mi.node_id, mi.client_address, mi.peer_address.empty() ? "-" : mi.peer_address,
         mi.zone.empty() ? "-" : mi.zone, mi.region.empty() ? "-" : mi.region,
-        std::string(client::to_string(mi.liveness)), std::string(client::to_string(mi.lifecycle)),
+        std::string(alldata::to_string(mi.liveness)), std::string(alldata::to_string(mi.lifecycle)),
         std::to_string(mi.incarnation), std::to_string(mi.pending_hints));
   }
   std::printf("\nSTREAMS (%zu)\n", m.streams.size());

@@ -28,6 +28,17 @@ void SimCluster::set_hold(std::size_t i, std::optional<std::uint64_t> wall_ms) {
   if (nodes_[i].local) nodes_[i].local->hold = wall_ms;
 }
 
+MembershipOptions simulated_broker_options() {
+  MembershipOptions o;
+  o.state.partitions = 16;
+  o.state.replication_factor = 3;
+  o.state.client_address = "10.0.0.1:7400";
+  o.state.peer_address = "10.0.0.1:7401";
+  o.state.zone = "zone-1";
+  o.state.region = "region-1";
+  return o;
+}
+
 SimCluster::SimCluster(World& world, MembershipOptions base, std::size_t n, std::vector<std::size_t> seeds,
                        std::shared_ptr<spdlog::logger> logger)
     : world_(world), base_(std::move(base)), log_(std::move(logger)) {

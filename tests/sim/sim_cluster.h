@@ -26,6 +26,9 @@ using broker::Membership;
 using broker::MembershipEvent;
 using broker::MembershipOptions;
 
+// Options a simulated broker starts from: 16 partitions, RF 3, addresses, one zone.
+MembershipOptions simulated_broker_options();
+
 class SimCluster {
  public:
   // `base` is every node's options (node id, seeds and incarnation are set per node);

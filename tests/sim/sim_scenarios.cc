@@ -20,16 +20,7 @@ using Kind = MembershipEvent::Kind;
 
 constexpr std::uint64_t kSecond = 1000;
 
-MembershipOptions base_options() {
-  MembershipOptions o;
-  o.state.partitions = 16;
-  o.state.replication_factor = 3;
-  o.state.client_address = "10.0.0.1:7400";
-  o.state.peer_address = "10.0.0.1:7401";
-  o.state.zone = "zone-1";
-  o.state.region = "region-1";
-  return o;
-}
+MembershipOptions base_options() { return simulated_broker_options(); }
 
 // Seeds of a cluster of n: 3 brokers (as an operator would list).
 std::vector<std::size_t> seed_indices(std::size_t n) {

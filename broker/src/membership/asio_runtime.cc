@@ -4,6 +4,7 @@
 // operations hold a shared_ptr to the internal State, never the public object, so the
 // public object can go away at any time on its executor.
 #include "membership/asio_runtime.h"
+#include "membership/asio_names.h"
 
 #include "net_util.h"
 
@@ -26,21 +27,6 @@ using asio::as_tuple;
 using asio::use_awaitable;
 using asio::ip::udp;
 
-namespace {
-
-constexpr std::size_t kMaxLookupsInFlight = 16;
-constexpr std::size_t kMaxCachedNames = 1024;
-
-// The numeric address of a destination host, "localhost" included; nullopt for a name.
-std::optional<asio::ip::address> numeric_host(const std::string& host) {
-  boost::system::error_code ec;
-  auto ip = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
-  if (ec) return std::nullopt;
-  return ip;
-}
-
-}  // namespace
-
 // ---- UDP ---------------------------------------------------------------------------------
 
 struct UdpTransport::State : std::enable_shared_from_this<State> {
@@ -56,8 +42,7 @@ struct UdpTransport::State : std::enable_shared_from_this<State> {
   std::deque<std::pair<udp::endpoint, std::string>> queue;
   bool sending = false;
   bool closed = false;
-  std::map<std::string, udp::endpoint> resolved;  // host name cache
-  std::size_t resolving = 0;
+  NameCache<udp::endpoint> names;
   std::uint64_t dropped = 0;
   std::array<char, 65536> buffer{};
 
@@ -86,21 +71,19 @@ struct UdpTransport::State : std::enable_shared_from_this<State> {
   }
 
   void resolve_and_send(const std::string& to, const HostPort& hp, std::string bytes) {
-    if (resolving >= kMaxLookupsInFlight) {
+    if (!names.start_lookup()) {
       ++dropped;
       return;
     }
-    ++resolving;
     resolver.async_resolve(hp.host, std::to_string(hp.port),
                            [self = shared_from_this(), to, bytes = std::move(bytes)](
                                boost::system::error_code ec, udp::resolver::results_type results) mutable {
-                             --self->resolving;
                              if (ec || results.empty()) {
+                               self->names.end_lookup(to, std::nullopt);
                                ++self->dropped;
                                return;
                              }
-                             if (self->resolved.size() >= kMaxCachedNames) self->resolved.clear();
-                             self->resolved[to] = results.begin()->endpoint();
+                             self->names.end_lookup(to, results.begin()->endpoint());
                              self->enqueue(results.begin()->endpoint(), std::move(bytes));
                            });
   }
@@ -165,10 +148,8 @@ void UdpTransport::send(const std::string& to, std::string bytes) {
     ++s.dropped;
     return;
   }
-  if (auto ip = numeric_host(hp->host)) {
-    s.enqueue(udp::endpoint(*ip, hp->port), std::move(bytes));
-  } else if (auto it = s.resolved.find(to); it != s.resolved.end()) {
-    s.enqueue(it->second, std::move(bytes));
+  if (auto endpoint = s.names.known(to, *hp)) {
+    s.enqueue(*endpoint, std::move(bytes));
   } else {
     s.resolve_and_send(to, *hp, std::move(bytes));
   }

@@ -4,6 +4,7 @@
 // cannot cancel, and lets `done` be called on time whatever the coroutine is waiting for.
 // Asynchronous operations hold the internal State, never the public object.
 #include "membership/asio_runtime.h"
+#include "membership/asio_names.h"
 
 #include "net_util.h"
 
@@ -29,21 +30,6 @@ namespace asio = boost::asio;
 using asio::as_tuple;
 using asio::use_awaitable;
 using asio::ip::tcp;
-
-namespace {
-
-constexpr std::size_t kMaxLookupsInFlight = 16;
-constexpr std::size_t kMaxCachedNames = 1024;
-
-// The numeric address of a destination host, "localhost" included; nullopt for a name.
-std::optional<asio::ip::address> numeric_host(const std::string& host) {
-  boost::system::error_code ec;
-  auto ip = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
-  if (ec) return std::nullopt;
-  return ip;
-}
-
-}  // namespace
 
 // ---- TCP ---------------------------------------------------------------------------------
 
@@ -122,8 +108,7 @@ struct TcpStreamTransport::State : std::enable_shared_from_this<State> {
   bool closed = false;
   std::size_t serving = 0;
   std::uint64_t refused = 0;
-  std::map<std::string, tcp::endpoint> resolved;  // host name cache
-  std::size_t resolving = 0;
+  NameCache<tcp::endpoint> names;
   std::uint64_t next_id = 0;
   std::map<std::uint64_t, std::weak_ptr<Exchange>> live;  // for close()
 
@@ -172,21 +157,15 @@ struct TcpStreamTransport::State : std::enable_shared_from_this<State> {
   asio::awaitable<Result<tcp::endpoint>> endpoint_of(const std::string& to) {
     auto hp = parse_host_port(to);
     if (!hp) co_return Error(ErrorCode::kConnectionFailed, hp.error().message);
-    if (auto ip = numeric_host(hp->host)) co_return tcp::endpoint(*ip, hp->port);
-    if (auto it = resolved.find(to); it != resolved.end()) co_return it->second;
-    if (resolving >= kMaxLookupsInFlight) {
-      co_return Error(ErrorCode::kConnectionFailed, "too many host name lookups in flight");
-    }
-    ++resolving;
-    auto [ec, results] = co_await resolver.async_resolve(hp->host, std::to_string(hp->port),
-                                                         as_tuple(use_awaitable));
-    --resolving;
+    if (auto endpoint = names.known(to, *hp)) co_return *endpoint;
+    if (!names.start_lookup()) co_return Error(ErrorCode::kConnectionFailed, "too many host name lookups in flight");
+    auto [ec, results] = co_await resolver.async_resolve(hp->host, std::to_string(hp->port), as_tuple(use_awaitable));
     if (ec || results.empty()) {
+      names.end_lookup(to, std::nullopt);
       co_return Error(ErrorCode::kConnectionFailed,
                       "cannot resolve " + hp->host + ": " + (ec ? ec.message() : "no address"));
     }
-    if (resolved.size() >= kMaxCachedNames) resolved.clear();
-    resolved[to] = results.begin()->endpoint();
+    names.end_lookup(to, results.begin()->endpoint());
     co_return results.begin()->endpoint();
   }
 

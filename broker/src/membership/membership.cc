@@ -10,26 +10,6 @@
 
 namespace alldata::broker {
 
-std::string_view to_string(Liveness l) noexcept {
-  switch (l) {
-    case Liveness::kAlive: return "alive";
-    case Liveness::kSuspect: return "suspect";
-    case Liveness::kDead: return "dead";
-  }
-  return "?";
-}
-
-std::string_view to_string(Lifecycle l) noexcept {
-  switch (l) {
-    case Lifecycle::kJoining: return "joining";
-    case Lifecycle::kNormal: return "normal";
-    case Lifecycle::kLeaving: return "leaving";
-    case Lifecycle::kLeft: return "left";
-    case Lifecycle::kRemoved: return "removed";
-  }
-  return "?";
-}
-
 std::string_view to_string(MembershipEvent::Kind k) noexcept {
   using K = MembershipEvent::Kind;
   switch (k) {
@@ -299,14 +279,20 @@ void Membership::Impl::on_alive(const AliveMsg& a, bool learned_dead) {
   gossip(a.node_id, a);
 }
 
-void Membership::Impl::on_suspect(const std::string& id, std::uint64_t inc, const std::string& from) {
+Node* Membership::Impl::accused(const std::string& id, std::uint64_t inc) {
   Node* n = find(id);
-  if (n == nullptr || n->m.removed) return;
+  if (n == nullptr || n->m.removed) return nullptr;
   if (n->m.self) {
     if (!left && inc >= n->m.incarnation) refute(inc);
-    return;
+    return nullptr;
   }
-  if (inc < n->m.incarnation || n->m.liveness == Liveness::kDead || n->m.gone()) return;
+  if (inc < n->m.incarnation || n->m.liveness == Liveness::kDead || n->m.gone()) return nullptr;
+  return n;
+}
+
+void Membership::Impl::on_suspect(const std::string& id, std::uint64_t inc, const std::string& from) {
+  Node* n = accused(id, inc);
+  if (n == nullptr) return;
   if (n->m.liveness == Liveness::kSuspect) {
     if (inc > n->m.incarnation) n->m.incarnation = inc;
     // An independent confirmation shortens the timeout (and is passed on, so that others
@@ -382,13 +368,8 @@ void Membership::Impl::declare_dead(Node& n) {
 }
 
 void Membership::Impl::on_dead(const std::string& id, std::uint64_t inc, const std::string& from) {
-  Node* n = find(id);
-  if (n == nullptr || n->m.removed) return;
-  if (n->m.self) {
-    if (!left && inc >= n->m.incarnation) refute(inc);
-    return;
-  }
-  if (inc < n->m.incarnation || n->m.liveness == Liveness::kDead || n->m.gone()) return;
+  Node* n = accused(id, inc);
+  if (n == nullptr) return;
   n->m.incarnation = inc;
   n->m.liveness = Liveness::kDead;
   n->m.changed_ms = clock.now_ms();

@@ -86,6 +86,9 @@ struct Membership::Impl {
   AliveMsg record_of(const Node& n) const;
 
   void on_alive(const AliveMsg& a, bool learned_dead = false);
+  // The member a suspicion or verdict at `inc` applies to, or nullptr: unknown, removed,
+  // already dead or gone, outdated, or this node (which then refutes it).
+  Node* accused(const std::string& id, std::uint64_t inc);
   void on_suspect(const std::string& id, std::uint64_t inc, const std::string& from);
   void on_dead(const std::string& id, std::uint64_t inc, const std::string& from);
   void on_removed(const std::string& id, const std::string& by);

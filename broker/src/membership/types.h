@@ -4,6 +4,8 @@
 // membership.h; the wire form is MembershipDatagram / PushPull in protocol/alldata.capnp.
 #pragma once
 
+#include "alldata/protocol/member_state.h"
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -14,15 +16,12 @@
 
 namespace alldata::broker {
 
-// What the failure detector says of a member (SWIM).
-enum class Liveness : std::uint8_t { kAlive = 0, kSuspect = 1, kDead = 2 };
-
-// A member's role (protocol/README.md, "Member lifecycle"). The owner moves itself through
-// joining -> normal -> leaving -> left; `removed` is an operator's verdict about it.
-enum class Lifecycle : std::uint8_t { kJoining = 0, kNormal = 1, kLeaving = 2, kLeft = 3, kRemoved = 4 };
-
-std::string_view to_string(Liveness l) noexcept;
-std::string_view to_string(Lifecycle l) noexcept;
+// What the failure detector says of a member (SWIM), and a member's role
+// (protocol/README.md, "Member lifecycle"): the owner moves itself through joining ->
+// normal -> leaving -> left; `removed` is an operator's verdict about it. Shared with the
+// client (alldata/protocol/member_state.h).
+using alldata::Lifecycle;
+using alldata::Liveness;
 
 // What a broker publishes of itself. Only the owner changes it, under a new incarnation.
 struct MemberState {

@@ -4,6 +4,7 @@
 
 #include "alldata/client/types.h"
 #include "alldata/protocol/error.h"
+#include "alldata/protocol/member_state.h"
 
 #include <chrono>
 #include <cstdint>
@@ -14,13 +15,11 @@
 
 namespace alldata::client {
 
-// What the answering broker's failure detector says of a member.
-enum class Liveness { kAlive, kSuspect, kDead };
-// A member's role (protocol/README.md, "Member lifecycle"): only normal and leaving members
-// own partitions; a joining broker does not coordinate writes yet.
-enum class Lifecycle { kJoining, kNormal, kLeaving, kLeft, kRemoved };
-std::string_view to_string(Liveness l) noexcept;
-std::string_view to_string(Lifecycle l) noexcept;
+// What the answering broker's failure detector says of a member, and the member's role
+// (protocol/README.md, "Member lifecycle"): only normal and leaving members own
+// partitions; a joining broker does not coordinate writes yet.
+using alldata::Lifecycle;
+using alldata::Liveness;
 
 struct MemberInfo {
   std::string node_id;
