@@ -313,7 +313,7 @@ void Membership::Impl::on_suspect(const std::string& id, std::uint64_t inc, cons
   n->suspicion.emplace(from, k, min, static_cast<std::uint64_t>(options.suspicion_max_mult * static_cast<double>(min)),
                        now);
   n->verifying = false;
-  n->extended_ms = now;
+  n->extended_ms = 0;
   arm_suspicion_timer(*n);
   gossip(id, SuspectMsg{id, inc, from});
   log->debug("membership: {} is suspect (incarnation {}, by {})", id, inc, from);
@@ -336,21 +336,20 @@ void Membership::Impl::suspicion_expired(const std::string& id) {
   n->suspicion_timer = 0;
   const std::uint64_t now = clock.now_ms();
   const std::uint64_t min = suspicion_min_ms();
-  const std::uint64_t longest = static_cast<std::uint64_t>(options.suspicion_max_mult * static_cast<double>(min));
-  // The suspect spoke to us since the suspicion began (or since we last waited for it): it
-  // runs, and its refutation is on its way. Wait a while longer, up to the longest timeout.
-  if (n->heard_ms > n->extended_ms && now - n->suspicion->start_ms() < longest) {
+  const auto period = static_cast<std::uint64_t>(options.probe_interval.count());
+  // The suspect spoke to us (or answered a probe of ours) lately, and since we last waited
+  // for it: it runs, and its refutation has not reached us yet. Tell it once more and wait
+  // another minimum timeout, as long as fresh evidence keeps coming.
+  if (n->heard_ms > n->extended_ms && now - n->heard_ms < min + period) {
     n->extended_ms = now;
     tell(*n);
-    timers.cancel(n->suspicion_timer);
     n->suspicion_timer = arm(now + min, [this, id] { suspicion_expired(id); });
     return;
   }
-  // A verdict that no other broker confirmed, or that rests on others' word alone: probe
-  // it ourselves once more first.
-  const bool own_probe_stale = n->probed_ms <= n->suspicion->start_ms() + options.probe_interval.count() / 2 &&
-                               now - n->probed_ms > static_cast<std::uint64_t>(options.probe_interval.count());
-  if (!n->verifying && !n->suspicion->confirmed() && own_probe_stale) {
+  // Unless this node itself failed to reach it during the suspicion, it probes it once more
+  // first: an answer postpones the verdict (above), silence confirms it.
+  const bool failed_here = n->failed_ms + period >= n->suspicion->start_ms();
+  if (!n->verifying && !failed_here) {
     n->verifying = true;
     probe(*n, /*verify=*/true);
     return;

@@ -10,8 +10,9 @@
 //    target is suspect. A suspicion times out (dead) after a timeout that starts long and
 //    shortens as independent suspicions of the same member arrive (suspicion.h), unless the
 //    suspect refutes it by raising its incarnation. Before declaring a member dead on its
-//    own timeout, a node that heard from the suspect meanwhile waits longer, and one that has
-//    not probed it since the suspicion began probes it once more.
+//    own timeout, a node that heard from the suspect meanwhile waits longer (and tells it
+//    again), and one that did not itself fail to reach it during the suspicion probes it
+//    once more.
 //  - Local health (Lifeguard): failed probes without the expected nacks and refutations
 //    raise a score that stretches this node's probe period (1 + score) times, so a node
 //    that is itself slow or cut off probes, and so accuses, less; timers that fire late

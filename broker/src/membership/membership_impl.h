@@ -38,7 +38,7 @@ struct Membership::Impl {
     bool verifying = false;                // a last probe before a verdict is under way
     std::uint64_t extended_ms = 0;         // last time direct contact postponed the verdict
     std::uint64_t heard_ms = 0;            // last datagram from it (or ack of a probe of it)
-    std::uint64_t probed_ms = 0;           // last probe of it started by this node
+    std::uint64_t failed_ms = 0;           // last probe of it by this node that failed
     std::uint64_t told_ms = 0;             // last time it was told it is suspected or dead
   };
 

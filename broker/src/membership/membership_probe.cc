@@ -102,7 +102,6 @@ void Membership::Impl::probe(Node& target, bool verify) {
   const std::uint64_t now = clock.now_ms();
   const std::uint64_t seq = next_seq++;
   probes[seq] = Probe{target.m.node_id, now, verify};
-  target.probed_ms = now;
   ++stats.probes;
   std::vector<Message> messages{PingMsg{seq, target.m.node_id}};
   if (target.m.liveness == Liveness::kSuspect) {
@@ -176,6 +175,7 @@ void Membership::Impl::probe_done(std::uint64_t seq) {
   change_health(p.expected_nacks > 0 ? static_cast<int>(p.expected_nacks - std::min(p.nacks, p.expected_nacks)) : 1);
   Node* n = find(p.target);
   if (n == nullptr || n->m.liveness == Liveness::kDead || n->m.gone()) return;
+  n->failed_ms = clock.now_ms();
   if (p.verify) {
     if (n->m.liveness == Liveness::kSuspect) declare_dead(*n);
     return;
