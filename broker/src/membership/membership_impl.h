@@ -1,6 +1,7 @@
-// Membership's private state, shared by its three source files:
+// Membership's private state, shared by its source files:
 //   membership.cc        the member table and the rules (alive, suspect, dead, removed,
-//                        refutation, lifecycle, reaping), events, the public API
+//                        refutation, lifecycle, reaping), events
+//   membership_api.cc    the public API
 //   membership_probe.cc  datagrams: probes, ping-reqs, acks and nacks, gossip, receiving
 //   membership_sync.cc   push-pull (anti-entropy, joining, seeds, reconnecting), readiness
 #pragma once
