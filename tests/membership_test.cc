@@ -138,6 +138,31 @@ TEST_F(MembershipTest, GroupsThatStartedApartMerge) {
   EXPECT_EQ(cluster_->node(6)->size(), 8u);
 }
 
+TEST_F(MembershipTest, APartitionThatHealsLeavesOneCluster) {
+  make(8, {0, 4});
+  start_all();
+  ASSERT_TRUE(converge());
+  auto cut = [&] {
+    for (std::size_t a = 0; a < 4; ++a) {
+      for (std::size_t b = 4; b < 8; ++b) {
+        world_.block(SimCluster::address(a), SimCluster::address(b));
+        world_.block(SimCluster::address(b), SimCluster::address(a));
+      }
+    }
+  };
+  cut();
+  // Each side declares the other dead.
+  ASSERT_TRUE(run_for(60'000, [&] {
+    return cluster_->holding(0, Liveness::kDead) == 4 && cluster_->holding(7, Liveness::kDead) == 4;
+  }));
+  run_for(60'000, [] { return false; });
+  world_.unblock_all();
+  const std::uint64_t healed = world_.now();
+  ASSERT_TRUE(converge(60'000)) << cluster_->node(0)->status();
+  EXPECT_LT(world_.now() - healed, 40'000u) << "merged by seed retries or reconnects";
+  for (std::size_t i = 0; i < 8; ++i) EXPECT_EQ(cluster_->node(i)->size(), 8u);
+}
+
 TEST_F(MembershipTest, ABrokerWithoutAReachableSeedSaysSoAndJoinsWhenTheSeedComes) {
   make(3);
   cluster_->start(1);
