@@ -41,6 +41,8 @@ struct Membership::Impl {
     std::uint64_t heard_ms = 0;            // last datagram from it (or ack of a probe of it)
     std::uint64_t failed_ms = 0;           // last probe of it by this node that failed
     std::uint64_t told_ms = 0;             // last time it was told it is suspected or dead
+    std::uint64_t asked_ms = 0;            // last time its newer record was asked for (for
+                                           // this node itself: last time one was sent)
   };
 
   struct Probe {

@@ -241,9 +241,16 @@ void Membership::Impl::receive(std::string_view from, std::string_view bytes) {
     return;
   }
   if (Node* n = find(d->from)) {
-    n->heard_ms = clock.now_ms();
-    // It runs but we hold it suspect or dead: tell it, so it refutes.
-    if (n->m.liveness != Liveness::kAlive && !n->m.gone()) tell(*n);
+    const std::uint64_t now = clock.now_ms();
+    n->heard_ms = now;
+    if (n->m.liveness != Liveness::kAlive && !n->m.gone()) {
+      tell(*n);  // it runs but we hold it suspect or dead: so it refutes
+    } else if (d->from_incarnation > n->record_incarnation && now - n->asked_ms >= 1000) {
+      // Its record moved on and the update never reached us: show it what we hold, and it
+      // answers with its own (handle(), AliveMsg about this node).
+      n->asked_ms = now;
+      send(d->from_address, {record_of(*n)}, false);
+    }
   }
   for (const auto& m : d->messages) handle(*d, m);
 }
@@ -287,7 +294,18 @@ void Membership::Impl::handle(const Datagram& d, const Message& message) {
     void operator()(const NackMsg& m) const {
       if (auto p = i.probes.find(m.seq); p != i.probes.end()) ++p->second.nacks;
     }
-    void operator()(const AliveMsg& m) const { i.on_alive(m); }
+    void operator()(const AliveMsg& m) const {
+      if (m.node_id == i.options.node_id && m.incarnation < i.self().record_incarnation && !i.left) {
+        // The sender holds an old record of this broker: it gets the current one.
+        Node& me = i.self();
+        if (i.clock.now_ms() - me.asked_ms >= 100) {
+          me.asked_ms = i.clock.now_ms();
+          i.send(d.from_address, {i.self_record()}, false);
+        }
+        return;
+      }
+      i.on_alive(m);
+    }
     void operator()(const SuspectMsg& m) const {
       i.on_suspect(m.node_id, m.incarnation, m.from);
       answer_accusation(m.node_id, m.incarnation);

@@ -201,7 +201,9 @@ void Membership::Impl::seed_tick() {
     }
     if (now < s.next_ms) continue;
     s.next_ms = now + s.backoff_ms;
-    s.backoff_ms = std::min<std::uint64_t>(s.backoff_ms * 2, options.seed_retry_max.count());
+    // A joining broker has nothing better to do: it keeps asking every 2 s at most.
+    const auto cap = ready ? static_cast<std::uint64_t>(options.seed_retry_max.count()) : 2000;
+    s.backoff_ms = std::min<std::uint64_t>(s.backoff_ms * 2, cap);
     push_pull(s.address, !ready, &s);
   }
 }
