@@ -217,6 +217,18 @@ TEST_F(MembershipTest, ARemovedBrokerStopsTakingPart) {
   EXPECT_FALSE(cluster_->node(2)->set_state(cluster_->node(2)->state()));
 }
 
+TEST_F(MembershipTest, ASeedThatIsThisBrokerUnderAnotherNameIsRecognised) {
+  make(3);
+  // n1 lists itself under a second name (as a host name would be): its push-pull to that
+  // seed reaches itself, which must count as reaching a seed, not as a refusal.
+  world_.alias("n1.example:7402", SimCluster::address(1));
+  for (std::size_t i = 0; i < 3; ++i) {
+    cluster_->start(i, [](MembershipOptions& o) { o.seeds.push_back("n1.example:7402"); });
+  }
+  ASSERT_TRUE(converge(8'000)) << "waited for seed-wait (10 s): " << cluster_->node(1)->status();
+  EXPECT_EQ(cluster_->node(1)->status(), "ready");
+}
+
 TEST_F(MembershipTest, DifferentClusterSettingsAreRefused) {
   make(3);
   cluster_->start(0);

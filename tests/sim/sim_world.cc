@@ -195,7 +195,8 @@ Host& World::add_host(const std::string& address, std::uint64_t pause_threshold_
 }
 
 Host* World::host(const std::string& address) {
-  auto it = hosts_.find(address);
+  auto alias = aliases_.find(address);
+  auto it = hosts_.find(alias == aliases_.end() ? address : alias->second);
   return it == hosts_.end() ? nullptr : it->second.get();
 }
 

@@ -109,7 +109,9 @@ class World {
   const NetworkStats& network() const noexcept { return net_; }
 
   Host& add_host(const std::string& address, std::uint64_t pause_threshold_ms = 2000);
+  // The host at `address`, or at the address `address` is an alias of (a second name).
   Host* host(const std::string& address);
+  void alias(const std::string& name, const std::string& address) { aliases_[name] = address; }
   // A crash: the host is down (nothing in or out), its timers and transports are new when
   // it comes back; whoever ran on it must be destroyed before restart().
   void crash(Host& h);
@@ -149,6 +151,7 @@ class World {
   std::uint64_t latency_max_ = 5;
   std::set<std::pair<std::string, std::string>> blocked_;
   std::map<std::string, std::unique_ptr<Host>> hosts_;
+  std::map<std::string, std::string> aliases_;
   NetworkStats net_;
 };
 

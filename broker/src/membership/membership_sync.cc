@@ -66,6 +66,16 @@ void Membership::Impl::push_pull_answered(const std::string& to, bool from_seed,
   if (!answer) return fail(answer.error().message);
   auto p = decode_push_pull(*answer);
   if (!p) return fail("malformed answer: " + p.error().message);
+  if (p->from == options.node_id && p->cluster == options.cluster) {
+    // This broker under another name (a host name, localhost): it is a seed itself.
+    if (seed) {
+      seed->reached = true;
+      seed->node_id = options.node_id;
+      is_seed = true;
+      log->info("membership: seed {} is this broker", to);
+    }
+    return;
+  }
   if (!p->refused.empty()) {
     if (refused_reason != p->refused) {
       log->error("membership: {} refuses this broker: {}", to, p->refused);
@@ -181,6 +191,7 @@ void Membership::Impl::set_ready() {
 }
 
 bool Membership::Impl::seed_known(const Seed& s) const {
+  if (s.node_id == options.node_id) return true;
   if (!s.node_id.empty()) {
     const Node* n = find(s.node_id);
     return n != nullptr && n->m.reachable() && n->m.address == s.address;
