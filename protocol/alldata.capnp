@@ -273,6 +273,8 @@ struct MemberAlive {
   address @1 :Text;               # gossip host:port (UDP, and TCP for push-pull)
   incarnation @2 :UInt64;
   state @3 :MemberState;
+  watermarkAgeMs @4 :UInt64;      # how long the sender has known state.watermarkMs (an
+                                  # unheld watermark advances from when it was published)
 }
 
 # `from` suspects `nodeId` at `incarnation` (a probe of it failed).
@@ -353,11 +355,15 @@ struct MemberEntry {
   removedBy @2 :Text;             # non-empty: removed by this broker
 }
 
-# A node id that may not come back until the tombstone expires.
+# A member that was forgotten. Final (left, removed): its node id may not come back until
+# the tombstone expires. Not final (dead for longer than reap-after): records of it up to
+# `incarnation` are old news; a newer incarnation (it restarted) is welcome again.
 struct Tombstone {
   nodeId @0 :Text;
   reason @1 :Text;                # why, for logs: "left", "removed by b0", "dead"
   remainingMs @2 :UInt64;
+  incarnation @3 :UInt64;
+  final @4 :Bool;
 }
 
 struct PushPull {

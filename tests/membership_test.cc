@@ -138,6 +138,29 @@ TEST_F(MembershipTest, GroupsThatStartedApartMerge) {
   EXPECT_EQ(cluster_->node(6)->size(), 8u);
 }
 
+TEST_F(MembershipTest, APartitionLongerThanReapAfterStillHealsIntoOneCluster) {
+  MembershipOptions o = base_options();
+  o.reap_after = std::chrono::seconds(60);
+  make(8, {0, 4}, o);
+  start_all();
+  ASSERT_TRUE(converge());
+  for (std::size_t a = 0; a < 4; ++a) {
+    for (std::size_t b = 4; b < 8; ++b) {
+      world_.block(SimCluster::address(a), SimCluster::address(b));
+      world_.block(SimCluster::address(b), SimCluster::address(a));
+    }
+  }
+  // Each side declares the other dead, then forgets it.
+  ASSERT_TRUE(run_for(300'000, [&] {
+    return cluster_->node(0)->size() == 4 && cluster_->node(7)->size() == 4;
+  }));
+  EXPECT_EQ(count(Kind::kReaped, 7), 4u);
+  world_.unblock_all();
+  ASSERT_TRUE(converge(120'000)) << cluster_->node(0)->status();
+  for (std::size_t i = 0; i < 8; ++i) EXPECT_EQ(cluster_->node(i)->size(), 8u) << "n" << i;
+  EXPECT_FALSE(cluster_->node(0)->tombstoned(SimCluster::id(7))) << "came back under a new incarnation";
+}
+
 TEST_F(MembershipTest, APartitionThatHealsLeavesOneCluster) {
   make(8, {0, 4});
   start_all();

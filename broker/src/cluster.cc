@@ -170,8 +170,9 @@ class ClusterImpl final : public Cluster {
   Lifecycle stored_lifecycle() const {
     auto got = store_.get_meta(kLifecycleMeta);
     if (!got || !*got) return Lifecycle::kJoining;
-    if (**got == "normal") return Lifecycle::kNormal;
-    if (**got == "leaving") return Lifecycle::kLeaving;
+    for (Lifecycle l : {Lifecycle::kNormal, Lifecycle::kLeaving, Lifecycle::kLeft}) {
+      if (**got == to_string(l)) return l;
+    }
     return Lifecycle::kJoining;
   }
 
@@ -222,6 +223,11 @@ Status ClusterImpl::init(const std::string& client_address, const std::string& p
   state.partitions = options_.partitions;
   state.replication_factor = options_.replication_factor;
   state.lifecycle = stored_lifecycle();
+  if (state.lifecycle == Lifecycle::kLeft) {
+    return Error(ErrorCode::kBadRequest, "broker " + node_id_ +
+                                             " left the cluster; its node id may not rejoin: start it with a new "
+                                             "--node-id and an empty --data-dir");
+  }
   membership_ = std::make_unique<Membership>(membership_options(options_, node_id_, state), *udp_, *tcp_, timers_,
                                              clock_, random_, log_);
 

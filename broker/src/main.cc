@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
                  "Membership protocol period (one probe per period; other timers scale with it)")
       ->capture_default_str();
   app.add_option("--reap-after", reap_after,
-                 "Forget dead, left and removed members after this; their node ids are then refused for 7 days")
+                 "Forget dead, left and removed members after this (left and removed node ids are then refused for 7 days)")
       ->capture_default_str();
   app.add_option("--max-members", o.max_members, "Members at most (and refused node ids at most)")
       ->capture_default_str();

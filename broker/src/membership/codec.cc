@@ -89,6 +89,7 @@ void fill_alive(wire::MemberAlive::Builder b, const AliveMsg& a) {
   set_text([&](auto t) { b.setAddress(t); }, a.address);
   b.setIncarnation(a.incarnation);
   fill_state(b.initState(), a.state);
+  b.setWatermarkAgeMs(a.watermark_age_ms);
 }
 
 struct Fill {
@@ -184,6 +185,7 @@ AliveMsg read_alive(wire::MemberAlive::Reader r) {
   a.address = checked_id(r.getAddress(), "address");
   a.incarnation = r.getIncarnation();
   a.state = read_state(r.getState());
+  a.watermark_age_ms = r.getWatermarkAgeMs();
   return a;
 }
 
@@ -309,6 +311,8 @@ std::string encode(const PushPullMsg& p) {
     set_text([&](auto t) { tombs[i].setNodeId(t); }, p.tombstones[i].node_id);
     set_text([&](auto t) { tombs[i].setReason(t); }, p.tombstones[i].reason);
     tombs[i].setRemainingMs(p.tombstones[i].remaining_ms);
+    tombs[i].setIncarnation(p.tombstones[i].incarnation);
+    tombs[i].setFinal(p.tombstones[i].final);
   }
   set_text([&](auto t) { b.setRefused(t); }, p.refused);
   b.setPing(p.ping);
@@ -343,7 +347,7 @@ Result<PushPullMsg> decode_push_pull(std::string_view bytes) {
     for (auto t : r.getTombstones()) {
       p.tombstones.push_back(TombstoneEntry{checked_id(t.getNodeId(), "tombstone id"),
                                             checked(t.getReason(), kMaxTextBytes, "reason"),
-                                            t.getRemainingMs()});
+                                            t.getRemainingMs(), t.getIncarnation(), t.getFinal()});
     }
     p.refused = checked(r.getRefused(), kMaxTextBytes, "refusal");
     p.ping = r.getPing();

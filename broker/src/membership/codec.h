@@ -26,6 +26,7 @@ struct AliveMsg {
   std::string address;
   std::uint64_t incarnation = 0;
   MemberState state;
+  std::uint64_t watermark_age_ms = 0;  // how long the sender has known the watermark
 };
 struct SuspectMsg {
   std::string node_id;
@@ -83,6 +84,8 @@ struct TombstoneEntry {
   std::string node_id;
   std::string reason;
   std::uint64_t remaining_ms = 0;
+  std::uint64_t incarnation = 0;
+  bool final = true;  // left or removed: refused; else a reaped dead member
 };
 
 struct PushPullMsg {

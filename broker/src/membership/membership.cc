@@ -97,7 +97,9 @@ std::uint64_t Membership::Impl::suspicion_min_ms() const {
 }
 
 AliveMsg Membership::Impl::record_of(const Node& n) const {
-  return AliveMsg{n.m.node_id, n.m.address, n.record_incarnation, n.m.state};
+  const std::uint64_t now = clock.now_ms();
+  const std::uint64_t age = now > n.m.watermark_received_ms ? now - n.m.watermark_received_ms : 0;
+  return AliveMsg{n.m.node_id, n.m.address, n.record_incarnation, n.m.state, age};
 }
 
 AliveMsg Membership::Impl::self_record() const { return record_of(self()); }
@@ -148,9 +150,12 @@ bool Membership::Impl::log_allowed(const std::string& key, std::uint64_t every_m
 }
 
 std::optional<std::string> Membership::Impl::refusal_of(std::string_view id) const {
-  if (auto it = tombstones.find(id); it != tombstones.end()) {
-    return "node id " + std::string(id) + " may not rejoin (" + it->second.reason +
-           "); give the broker a new node id";
+  auto gone = [&](const std::string& why) {
+    return "node id " + std::string(id) + " may not rejoin (" + why + "); give the broker a new node id";
+  };
+  if (auto it = tombstones.find(id); it != tombstones.end() && it->second.final) return gone(it->second.reason);
+  if (const Node* n = find(id); n != nullptr && n->m.gone()) {
+    return gone(n->m.removed ? "removed by " + n->m.removed_by : std::string("left"));
   }
   if (auto it = refused.find(id); it != refused.end()) return it->second.first;
   return std::nullopt;
@@ -173,7 +178,7 @@ Node* Membership::Impl::add(const AliveMsg& a, Liveness liveness) {
   node->m.state = a.state;
   node->m.liveness = liveness;
   node->m.state_received_ms = now;
-  node->m.watermark_received_ms = now;
+  node->m.watermark_received_ms = now - std::min(now, a.watermark_age_ms);
   node->m.changed_ms = now;
   node->index = list.size();
   Node* n = node.get();
@@ -208,9 +213,14 @@ void Membership::Impl::on_alive(const AliveMsg& a, bool learned_dead) {
   Node* n = find(a.node_id);
   // Old news (the common case in a push-pull) costs one lookup.
   if (n != nullptr && (n->m.removed || a.incarnation <= n->record_incarnation)) return;
+  if (auto t = tombstones.find(a.node_id); t != tombstones.end() && !t->second.final) {
+    if (a.incarnation <= t->second.incarnation) return;  // a record of the member we forgot
+    erase_tombstone(a.node_id);                           // it came back: a new incarnation
+  }
   if (refusal_of(a.node_id)) return;
   if (auto why = options.compatible(self().m.state, a.state)) {
     const std::uint64_t now = clock.now_ms();
+    if (refused.size() >= options.max_members) refused.clear();  // bounded under a flood of ids
     refused[a.node_id] = {"refused by cluster settings: " + *why, now + 60'000};
     if (log_allowed("settings:" + a.node_id + *why, 600'000)) {
       log->error("membership: refusing {} at {}: {}; its datagrams are dropped until its configuration matches",
@@ -226,15 +236,19 @@ void Membership::Impl::on_alive(const AliveMsg& a, bool learned_dead) {
     if (!learned_dead) gossip(a.node_id, a);
     return;
   }
-  if (n->m.state.lifecycle == Lifecycle::kLeft) return;  // left is final
   const std::uint64_t now = clock.now_ms();
   const Lifecycle before = n->m.state.lifecycle;
   const bool state_changed = !(a.state == n->m.state) || a.address != n->m.address;
   if (a.address != n->m.address) {
     log->info("membership: {} moved from {} to {}", a.node_id, n->m.address, a.address);
   }
+  // When the watermark was first known somewhere: a broker that learns an old record
+  // extrapolates from then, not from today (the sender's age of it is a lower bound).
+  const std::uint64_t known_since = now - std::min(now, a.watermark_age_ms);
   if (a.state.watermark_ms != n->m.state.watermark_ms || a.state.watermark_held != n->m.state.watermark_held) {
-    n->m.watermark_received_ms = now;
+    n->m.watermark_received_ms = known_since;
+  } else {
+    n->m.watermark_received_ms = std::min(n->m.watermark_received_ms, known_since);
   }
   n->m.address = a.address;
   n->m.state = a.state;
@@ -281,7 +295,8 @@ void Membership::Impl::on_suspect(const std::string& id, std::uint64_t inc, cons
     // An independent confirmation shortens the timeout (and is passed on, so that others
     // count it too).
     if (n->suspicion && n->suspicion->confirm(from)) {
-      arm_suspicion_timer(*n);
+      // A shorter timeout, unless we are already waiting for its refutation or probing it.
+      if (!n->verifying && n->extended_ms == 0) arm_suspicion_timer(*n);
       gossip(id, SuspectMsg{id, inc, from});
     }
     return;
@@ -316,14 +331,18 @@ void Membership::Impl::arm_suspicion_timer(Node& n) {
 void Membership::Impl::suspicion_expired(const std::string& id) {
   Node* n = find(id);
   if (n == nullptr || n->m.liveness != Liveness::kSuspect || !n->suspicion) return;
+  timers.cancel(n->suspicion_timer);  // called from probe_done too, while one may be armed
   n->suspicion_timer = 0;
   const std::uint64_t now = clock.now_ms();
   const std::uint64_t min = suspicion_min_ms();
   const auto period = static_cast<std::uint64_t>(options.probe_interval.count());
+  const auto longest = static_cast<std::uint64_t>(options.suspicion_max_mult * static_cast<double>(min));
   // The suspect spoke to us (or answered a probe of ours) lately, and since we last waited
   // for it: it runs, and its refutation has not reached us yet. Tell it once more and wait
-  // another minimum timeout, as long as fresh evidence keeps coming.
-  if (n->heard_ms > n->extended_ms && now - n->heard_ms < min + period) {
+  // another minimum timeout while fresh evidence keeps coming, up to three times the longest
+  // timeout (a broker that sends but never hears anything cannot refute at all).
+  if (n->heard_ms > n->extended_ms && now - n->heard_ms < min + period &&
+      now - n->suspicion->start_ms() < 3 * longest) {
     n->extended_ms = now;
     tell(*n);
     n->suspicion_timer = arm(now + min, [this, id] { suspicion_expired(id); });
@@ -376,7 +395,7 @@ void Membership::Impl::on_removed(const std::string& id, const std::string& by) 
   }
   Node* n = find(id);
   if (n == nullptr) {
-    add_tombstone(id, "removed by " + by, static_cast<std::uint64_t>(options.tombstone_ttl.count()));
+    add_tombstone(id, "removed by " + by, static_cast<std::uint64_t>(options.tombstone_ttl.count()), 0, true);
     return;
   }
   if (n->m.removed) return;
@@ -403,15 +422,30 @@ void Membership::Impl::refute(std::uint64_t accused) {
 
 // ---- forgetting ------------------------------------------------------------------------
 
-void Membership::Impl::add_tombstone(const std::string& id, std::string reason, std::uint64_t ttl_ms) {
+void Membership::Impl::add_tombstone(const std::string& id, std::string reason, std::uint64_t ttl_ms,
+                                     std::uint64_t incarnation, bool final) {
   const std::uint64_t expires = clock.now_ms() + ttl_ms;
-  auto& t = tombstones[id];
-  if (t.expires_ms < expires) t = Tombstone{std::move(reason), expires};
-  while (tombstones.size() > options.max_members) {
-    auto oldest = std::min_element(tombstones.begin(), tombstones.end(),
-                                   [](const auto& a, const auto& b) { return a.second.expires_ms < b.second.expires_ms; });
-    tombstones.erase(oldest);
+  auto [it, inserted] = tombstones.try_emplace(id);
+  Tombstone& t = it->second;
+  if (!inserted) {
+    if (t.final && !final) return;  // a decision outranks a reaped death
+    if (t.final == final && t.expires_ms >= expires && t.incarnation >= incarnation) return;
+    tombstone_expiry.erase({t.expires_ms, id});
   }
+  t = Tombstone{std::move(reason), expires, std::max(t.incarnation, incarnation), final};
+  tombstone_expiry.emplace(expires, id);
+  while (tombstones.size() > options.max_members) {
+    const auto oldest = *tombstone_expiry.begin();
+    tombstone_expiry.erase(tombstone_expiry.begin());
+    tombstones.erase(oldest.second);
+  }
+}
+
+void Membership::Impl::erase_tombstone(const std::string& id) {
+  auto it = tombstones.find(id);
+  if (it == tombstones.end()) return;
+  tombstone_expiry.erase({it->second.expires_ms, id});
+  tombstones.erase(it);
 }
 
 void Membership::Impl::reap(Node& n, const std::string& reason) {
@@ -446,11 +480,14 @@ void Membership::Impl::reap_tick() {
     }
   }
   for (auto& [n, reason] : due) {
-    add_tombstone(n->m.node_id, reason, static_cast<std::uint64_t>(options.tombstone_ttl.count()));
+    const bool dead = reason == "dead";
+    const auto ttl = dead ? options.dead_tombstone_ttl : options.tombstone_ttl;
+    add_tombstone(n->m.node_id, reason, static_cast<std::uint64_t>(ttl.count()), n->m.incarnation, !dead);
     reap(*n, reason + " for longer than reap-after");
   }
-  for (auto it = tombstones.begin(); it != tombstones.end();) {
-    it = it->second.expires_ms <= now ? tombstones.erase(it) : std::next(it);
+  while (!tombstone_expiry.empty() && tombstone_expiry.begin()->first <= now) {
+    tombstones.erase(tombstone_expiry.begin()->second);
+    tombstone_expiry.erase(tombstone_expiry.begin());
   }
   for (auto it = refused.begin(); it != refused.end();) {
     it = it->second.second <= now ? refused.erase(it) : std::next(it);

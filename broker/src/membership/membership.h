@@ -27,8 +27,10 @@
 //  - Lifecycle: joining -> normal -> leaving -> left by the owner; removed by an operator.
 //    A node is ready once its view is complete: a push-pull succeeded, every seed has been
 //    reached (or `seed_wait` passed), and no new member appeared for `settle_periods`.
-//  - Forgetting: dead, left and removed members are reaped after `reap_after`; their ids
-//    then stay refused (tombstones, shared by push-pull) for `tombstone_ttl`.
+//  - Forgetting: dead, left and removed members are reaped after `reap_after`, leaving
+//    tombstones shared by push-pull: left and removed ids stay refused for `tombstone_ttl`;
+//    a dead member's old records are ignored for `dead_tombstone_ttl`, and the member
+//    itself, running again under a newer incarnation, is welcome back.
 //
 // Wire form: protocol/alldata.capnp (MembershipDatagram, PushPull); the protocol, states and
 // defaults in words: broker/README.md, "Membership", and protocol/README.md.

@@ -13,6 +13,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <optional>
 #include <unordered_map>
 
@@ -71,9 +72,13 @@ struct Membership::Impl {
     std::string node_id;         // learned from its answer
   };
 
+  // A forgotten member: final (left, removed: refused) or a reaped dead one (records up to
+  // `incarnation` are old news; a newer one is welcome).
   struct Tombstone {
     std::string reason;
     std::uint64_t expires_ms = 0;
+    std::uint64_t incarnation = 0;
+    bool final = true;
   };
 
   // ---- membership.cc: the table and the rules
@@ -101,7 +106,9 @@ struct Membership::Impl {
   void arm_suspicion_timer(Node& n);
   Node* add(const AliveMsg& a, Liveness liveness);
   void reap(Node& n, const std::string& reason);
-  void add_tombstone(const std::string& id, std::string reason, std::uint64_t ttl_ms);
+  void add_tombstone(const std::string& id, std::string reason, std::uint64_t ttl_ms, std::uint64_t incarnation,
+                     bool final);
+  void erase_tombstone(const std::string& id);
   void reap_tick();
   std::optional<std::string> refusal_of(std::string_view id) const;
   // Queues an update for dissemination: fully, or, for what a push-pull brought (the
@@ -160,6 +167,7 @@ struct Membership::Impl {
   std::size_t counted_members = 1;
   Node* self_node = nullptr;
   std::map<std::string, Tombstone, std::less<>> tombstones;
+  std::set<std::pair<std::uint64_t, std::string>> tombstone_expiry;  // (expires, id): eviction order
   std::map<std::string, std::pair<std::string, std::uint64_t>, std::less<>> refused;  // settings: reason, until
 
   BroadcastQueue queue;

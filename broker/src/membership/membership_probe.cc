@@ -81,7 +81,7 @@ void Membership::Impl::probe_tick() {
   if (left || self().m.removed) return;
   backlog_pull();
   for (std::size_t tries = 0; tries < 2 * list.size() + 2; ++tries) {
-    if (probe_index >= probe_order.size()) {
+    if (probe_index >= probe_order.size() || probe_order.size() > 2 * list.size() + 16) {
       // A new pass over every member in a new random order: each is probed once a pass.
       probe_order.clear();
       for (const Node* n : list) {
@@ -237,8 +237,23 @@ void Membership::Impl::receive(std::string_view from, std::string_view bytes) {
   if (self().m.removed) return;
   if (auto why = refusal_of(d->from)) {
     ++stats.refused_dropped;
-    if (log_allowed("refuse:" + d->from, 10'000)) send(d->from_address, {RefusedMsg{d->from, *why}}, false);
+    if (log_allowed("refuse:" + d->from, 10'000)) {
+      // A removed member still running is told the verdict itself, so it stops.
+      const Node* n = find(d->from);
+      if (n != nullptr && n->m.removed) {
+        send(d->from_address, {RemovedMsg{d->from, n->m.removed_by}}, false);
+      } else {
+        send(d->from_address, {RefusedMsg{d->from, *why}}, false);
+      }
+    }
     return;
+  }
+  if (auto t = tombstones.find(d->from); t != tombstones.end() && d->from_incarnation <= t->second.incarnation) {
+    // Forgotten here as dead, yet it runs (it was cut off for long): tell it, so it comes
+    // back under a newer incarnation.
+    if (log_allowed("forgotten:" + d->from, 1000)) {
+      send(d->from_address, {DeadMsg{d->from, t->second.incarnation, options.node_id}}, false);
+    }
   }
   if (Node* n = find(d->from)) {
     const std::uint64_t now = clock.now_ms();
@@ -316,7 +331,7 @@ void Membership::Impl::handle(const Datagram& d, const Message& message) {
     }
     void operator()(const RemovedMsg& m) const { i.on_removed(m.node_id, m.by); }
     void operator()(const RefusedMsg& m) const {
-      if (m.node_id != i.options.node_id) return;
+      if (m.node_id != i.options.node_id || i.left) return;  // a broker that left expects it
       if (i.refused_reason != m.reason) {
         i.log->error("membership: {} refuses this broker: {}", d.from, m.reason);
         i.refused_reason = m.reason;

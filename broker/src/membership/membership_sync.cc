@@ -29,7 +29,8 @@ PushPullMsg Membership::Impl::snapshot_message(bool join) const {
   }
   const std::uint64_t now = clock.now_ms();
   for (const auto& [id, t] : tombstones) {
-    p.tombstones.push_back(TombstoneEntry{id, t.reason, t.expires_ms > now ? t.expires_ms - now : 0});
+    p.tombstones.push_back(
+        TombstoneEntry{id, t.reason, t.expires_ms > now ? t.expires_ms - now : 0, t.incarnation, t.final});
   }
   return p;
 }
@@ -122,6 +123,9 @@ std::string Membership::Impl::answer_push_pull(std::string_view from, std::strin
     ++stats.refused_dropped;
     return refuse(*why);
   }
+  if (find(p->from) == nullptr && nodes.size() >= options.max_members) {
+    return refuse("the cluster has " + std::to_string(nodes.size()) + " members, the most allowed (max-members)");
+  }
   if (p->ping) {
     answer.ping = true;
     return encode(answer);
@@ -146,6 +150,11 @@ void Membership::Impl::merge(const PushPullMsg& p) {
   const auto ttl = static_cast<std::uint64_t>(options.tombstone_ttl.count());
   for (const auto& t : p.tombstones) {
     if (t.node_id == options.node_id) {
+      if (!t.final) {
+        // Forgotten as dead elsewhere while we ran (a long partition): we are back.
+        if (!left && t.incarnation >= self().m.incarnation) refute(t.incarnation);
+        continue;
+      }
       const std::string why = "node id " + t.node_id + " may not rejoin (" + t.reason + "); give the broker a new node id";
       if (refused_reason != why) {
         log->error("membership: {}", why);
@@ -154,8 +163,15 @@ void Membership::Impl::merge(const PushPullMsg& p) {
       }
       continue;
     }
-    add_tombstone(t.node_id, t.reason, std::min(t.remaining_ms, ttl));
-    if (Node* n = find(t.node_id)) reap(*n, "reaped elsewhere: " + t.reason);
+    Node* n = find(t.node_id);
+    // A death forgotten elsewhere is no reason to forget a member that is alive here (nor
+    // a newer incarnation of it): the two sides were apart, and it will refute.
+    if (!t.final && n != nullptr && !(n->m.liveness == Liveness::kDead && n->m.incarnation <= t.incarnation)) {
+      continue;
+    }
+    add_tombstone(t.node_id, t.reason, std::min(t.remaining_ms, t.final ? ttl : static_cast<std::uint64_t>(options.dead_tombstone_ttl.count())),
+                  t.incarnation, t.final);
+    if (n != nullptr) reap(*n, "reaped elsewhere: " + t.reason);
   }
   for (const auto& e : p.members) {
     const std::string& id = e.record.node_id;

@@ -131,7 +131,10 @@ struct MembershipOptions {
 
   // Forgetting.
   std::chrono::milliseconds reap_after{std::chrono::hours(24)};        // dead, left, removed
-  std::chrono::milliseconds tombstone_ttl{std::chrono::hours(24 * 7)};  // ids refused this long
+  std::chrono::milliseconds tombstone_ttl{std::chrono::hours(24 * 7)};  // left/removed ids refused this long
+  // A reaped dead member's old records are ignored this long (every broker reaps it within
+  // that time); the member itself, restarted, is welcome at any time.
+  std::chrono::milliseconds dead_tombstone_ttl{std::chrono::hours(1)};
   std::size_t max_members = 10'000;  // members and, separately, tombstones
 
   // A timer firing this much later than due means this process did not run (stopped,

@@ -36,8 +36,8 @@ struct BrokerOptions {
   // The membership protocol period: one probe per period; every other membership timer
   // (probe timeout, gossip, suspicion, push-pull) is a multiple of it (broker/README.md).
   std::chrono::milliseconds gossip_interval = std::chrono::seconds(1);
-  // Dead, left and removed members are dropped from the member list after this; their node
-  // ids are then refused for a week.
+  // Dead, left and removed members are dropped from the member list after this; the node
+  // ids of left and removed ones are then refused for a week.
   std::chrono::milliseconds reap_after = std::chrono::hours(24);
   // Members (and, separately, refused node ids) at most.
   std::uint32_t max_members = 10000;
