@@ -53,6 +53,8 @@ struct Membership::Impl {
     bool acked = false;
     std::size_t nacks = 0;
     std::size_t expected_nacks = 0;
+    bool tcp_pending = false;  // the TCP ping has not answered or failed yet
+    bool waited = false;       // the conclusion already waited for it once
   };
 
   // A ping sent for another member's ping-req: its ack (or a nack) goes back there.

@@ -138,12 +138,17 @@ void Membership::Impl::tcp_ping(std::uint64_t seq, const Node& target) {
   ping.from_address = address;
   ping.ping = true;
   ++stats.tcp_pings;
-  const auto deadline = std::chrono::milliseconds(probe_period_ms() - options.probe_timeout.count());
+  if (auto it = probes.find(seq); it != probes.end()) it->second.tcp_pending = true;
+  // Until the end of the next period: the probe's conclusion waits for it (probe_done).
+  const auto deadline = std::chrono::milliseconds(probe_period_ms() + options.probe_interval.count() -
+                                                  options.probe_timeout.count());
   streams.request(target.m.address, encode(ping), deadline,
                   [alive = std::weak_ptr<int>(life), this, seq, id = target.m.node_id](Result<std::string> answer) {
-                    if (alive.expired() || !answer) return;
-                    auto p = decode_push_pull(*answer);
+                    if (alive.expired()) return;
                     auto it = probes.find(seq);
+                    if (it != probes.end()) it->second.tcp_pending = false;
+                    if (!answer) return;
+                    auto p = decode_push_pull(*answer);
                     if (!p || !p->ping || p->from != id || it == probes.end()) return;
                     const bool only_tcp = !it->second.acked;
                     it->second.acked = true;
@@ -156,6 +161,14 @@ void Membership::Impl::tcp_ping(std::uint64_t seq, const Node& target) {
 }
 
 void Membership::Impl::probe_done(std::uint64_t seq) {
+  if (auto it = probes.find(seq); it != probes.end() && !it->second.acked && it->second.tcp_pending &&
+                                  !it->second.waited) {
+    // The TCP ping is still under way (slowed by retransmissions): give it one more period.
+    // A crashed broker refuses the connection at once, so this delays no real verdict.
+    it->second.waited = true;
+    arm(clock.now_ms() + static_cast<std::uint64_t>(options.probe_interval.count()), [this, seq] { probe_done(seq); });
+    return;
+  }
   auto handle = probes.extract(seq);
   if (handle.empty()) return;
   const Probe p = std::move(handle.mapped());
