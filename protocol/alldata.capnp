@@ -38,6 +38,8 @@ enum ErrorCode {
   intervalSealed @17;     # the event's time interval no longer accepts writes
   notReady @18;           # the broker does not coordinate writes yet (it is joining, or its
                           # membership view is incomplete): retry on another broker
+  keyConflict @19;        # an event's key is already stored with other content: events never
+                          # change, the first stays (the message names the key)
 }
 
 enum Role {

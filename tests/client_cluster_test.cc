@@ -222,6 +222,36 @@ TEST_F(ClusterScanTest, ReplicaStoppedMidScanIsReplacedFromThePartitionsCursor) 
   EXPECT_EQ(keys_of(events), keys_) << "events lost or repeated across the failover";
 }
 
+TEST_F(ClusterScanTest, ConflictingKeyIsRefusedAndEveryReplicaKeepsTheFirstContent) {
+  const Key key = Key::make(now_ms(), 0, 0xabc);
+  RawConnection c0(brokers_[0]->client_port());
+  ASSERT_EQ(c0.hello().error(), ErrorCode::kOk);
+  auto first = c0.produce(kStream, 2, {{"first", key}}, wire::CommitLevel::ALL);
+  ASSERT_EQ(first.error(), ErrorCode::kOk) << first.message();
+
+  // An identical retry through another broker succeeds and stores nothing new.
+  RawConnection c1(brokers_[1]->client_port());
+  ASSERT_EQ(c1.hello().error(), ErrorCode::kOk);
+  auto retry = c1.produce(kStream, 2, {{"first", key}}, wire::CommitLevel::ALL);
+  EXPECT_EQ(retry.error(), ErrorCode::kOk) << retry.message();
+
+  // Other content under the same key: refused, naming the key, at any commit level.
+  for (auto level : {wire::CommitLevel::ONE, wire::CommitLevel::QUORUM}) {
+    RawConnection c2(brokers_[2]->client_port());
+    ASSERT_EQ(c2.hello().error(), ErrorCode::kOk);
+    auto changed = c2.produce(kStream, 2, {{"second", key}}, level);
+    EXPECT_EQ(changed.error(), ErrorCode::kKeyConflict) << changed.message();
+    EXPECT_NE(changed.message().find(key.to_text()), std::string::npos) << changed.message();
+  }
+  for (int i = 0; i < 3; ++i) {
+    RawConnection c(brokers_[i]->client_port());
+    c.hello();
+    const auto held = c.scan_all(kStream, 2);
+    ASSERT_EQ(held.size(), 1u) << "broker " << i;
+    EXPECT_EQ(held[0].second, "first") << "broker " << i;
+  }
+}
+
 TEST_F(ClusterScanTest, ReplicaOptionReadsOnlyThatBrokersOwnCopy) {
   produce_everywhere();
   const Key only_on_0 = Key::make(now_ms(), 0, 0xc0ffee);

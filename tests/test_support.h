@@ -219,14 +219,15 @@ class RawConnection {
   }
 
   Reply produce(const std::string& stream, std::uint32_t partition,
-                const std::vector<TestEvent>& events) {
+                const std::vector<TestEvent>& events,
+                wire::CommitLevel level = wire::CommitLevel::ONE) {
     capnp::MallocMessageBuilder mb;
     auto req = mb.initRoot<wire::Request>();
     req.setCorrelationId(next_id_++);
     auto p = req.initProduce();
     p.setStream(protocol::text(stream));
     p.setPartition(partition);
-    p.setCommitLevel(wire::CommitLevel::ONE);
+    p.setCommitLevel(level);
     auto list = p.initEvents(static_cast<unsigned>(events.size()));
     for (unsigned i = 0; i < events.size(); ++i) {
       list[i].setPayload(protocol::data(events[i].payload));

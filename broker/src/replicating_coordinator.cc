@@ -233,6 +233,13 @@ asio::awaitable<void> ReplicatingCoordinator::place(std::shared_ptr<Write> w, st
       w->copy_done();
       co_return;
     }
+    if (s.error().code == ErrorCode::kKeyConflict) {
+      // The owner holds a key of the batch with other content, which stays: a hint would be
+      // refused the same way. The produce fails with the owner's answer.
+      w->set_answer(s.error());
+      w->copy_done();
+      co_return;
+    }
     w->failed.push_back(owner_index);
     w->failures.push_back(owner + ": " + s.error().to_string());
     w->logger->warn("replica {} of {} failed: {}; writing a hint elsewhere", owner, w->what,

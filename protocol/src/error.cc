@@ -25,6 +25,7 @@ std::string_view to_string(ErrorCode code) noexcept {
     case ErrorCode::kInternal: return "Internal";
     case ErrorCode::kIntervalSealed: return "IntervalSealed";
     case ErrorCode::kNotReady: return "NotReady";
+    case ErrorCode::kKeyConflict: return "KeyConflict";
     case ErrorCode::kConnectionFailed: return "ConnectionFailed";
     case ErrorCode::kBufferFull: return "BufferFull";
     case ErrorCode::kClosed: return "Closed";

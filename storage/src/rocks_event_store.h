@@ -20,6 +20,7 @@
 #pragma once
 
 #include "alldata/storage/event_store.h"
+#include "key_frontier.h"
 
 #include <rocksdb/db.h>
 #include <rocksdb/write_batch.h>
@@ -79,15 +80,40 @@ class RocksEventStore final : public EventStore {
     std::uint32_t id;
   };
 
+  struct Group;   // one group's bookkeeping (rocks_writer.cc)
+  struct Cursor;  // where add_events() is within a batch (rocks_writer.cc)
+
   Status load();  // reads meta, catalog and seal markers after DB::Open
   Status count_hints();  // fills hint_counts_ after DB::Open
   void enqueue(Pending p);
-  // Adds the hint batch `p` to write_batch_; counts its new keys into `new_hints`.
-  Status add_hints(const Pending& p, std::set<std::string>& seen,
-                   std::map<std::string, std::uint64_t>& new_hints,
-                   std::optional<std::uint64_t>& min_ms);
   void run_writer();
+  // Builds one WriteBatch of the group, writes it once, then calls every `done`.
   void write_group(std::vector<Pending>& group);
+  // Writes the group's WriteBatch (unless it failed) and applies or drops its bookkeeping.
+  void commit_group(Group& g);
+  // Adds the new events of batch i to write_batch_: skips identical retries, refuses a key
+  // stored with other content (repair writes skip it), refuses sealed intervals to
+  // non-repair writes. Sets g.errors[i] (the batch is rolled back) or g.failure.
+  void add_events(Group& g, std::size_t i);
+  // Adds hint batch i; counts its new keys.
+  void add_hints(Group& g, std::size_t i);
+  std::uint32_t stream_id_for(const Group& g, const std::string& name, bool* is_new) const;
+  static Error key_conflict(const EventBatch& b, const char* key16);
+  // Moves `c` to the interval at `start` for the partition of `prefix` (8 bytes), loading
+  // the partition's frontier. False (g.failure set) when reading RocksDB failed.
+  bool enter_interval(Group& g, Cursor& c, std::uint64_t start, const char* prefix,
+                      bool new_stream);
+  // The largest event key stored in (cf, prefix), nullopt if none.
+  Result<std::optional<KeyFrontier::Key16>> last_key(rocksdb::ColumnFamilyHandle* cf,
+                                                     const char* prefix);
+  // The value stored, or put earlier in this group, under `key` (24 bytes); nullopt if none.
+  // `at` is where the event's record starts in batch i.
+  Result<std::optional<std::string_view>> find_stored(Group& g, Cursor& c, std::size_t i,
+                                                      const char* at, const char* key);
+  void build_overlay(Group& g, Cursor& c, std::size_t i, const char* at);
+  // Puts one new event (key: 24 bytes; event_key: its 16 bytes in the batch's records).
+  bool put_event(Group& g, Cursor& c, std::size_t i, const char* key, const char* event_key,
+                 std::string_view value);
   // Creates the column families of intervals the group writes to that do not exist yet.
   Status create_intervals(const std::vector<Pending>& group);
   Result<rocksdb::ColumnFamilyHandle*> create_interval(std::uint64_t start_ms);
@@ -107,6 +133,7 @@ class RocksEventStore final : public EventStore {
   std::atomic<rocksdb::ColumnFamilyHandle*> hints_cf_{nullptr};
   std::vector<rocksdb::ColumnFamilyHandle*> other_cfs_;  // not intervals, not hints
   rocksdb::WriteBatch write_batch_;                      // writer thread only
+  KeyFrontier frontier_;                                 // writer thread only
 
   mutable std::mutex seal_mu_;
   mutable std::mutex gate_mu_;
@@ -129,6 +156,7 @@ class RocksEventStore final : public EventStore {
 
   std::atomic<std::uint64_t> events_written_{0};
   std::atomic<std::uint64_t> batches_written_{0};
+  std::atomic<std::uint64_t> duplicates_{0};
   std::atomic<std::uint64_t> group_commits_{0};
   std::atomic<std::uint64_t> sealed_count_{0};
   std::atomic<std::uint64_t> interval_count_{0};

@@ -33,6 +33,7 @@ enum class ErrorCode : std::uint16_t {
   kInternal = 16,
   kIntervalSealed = 17,
   kNotReady = 18,
+  kKeyConflict = 19,
   // Client-side only: never on the wire.
   kConnectionFailed = 1000,  // no broker could be reached or the connection broke
   kBufferFull = 1001,        // the producer's memory bound was hit for longer than max-block

@@ -15,7 +15,7 @@ namespace alldata::protocol {
 
 inline wire::ErrorCode to_wire(ErrorCode c) noexcept {
   const auto v = static_cast<std::uint16_t>(c);
-  return v <= static_cast<std::uint16_t>(wire::ErrorCode::NOT_READY)
+  return v <= static_cast<std::uint16_t>(wire::ErrorCode::KEY_CONFLICT)
              ? static_cast<wire::ErrorCode>(v)
              : wire::ErrorCode::INTERNAL;
 }

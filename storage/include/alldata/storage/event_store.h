@@ -129,7 +129,8 @@ struct ScanPage {
 };
 
 struct Stats {
-  std::uint64_t events_written = 0;
+  std::uint64_t events_written = 0;   // new events stored (identical retries not counted)
+  std::uint64_t duplicates = 0;       // events written again with the same content: kept once
   std::uint64_t batches_written = 0;
   std::uint64_t group_commits = 0;    // RocksDB writes (one per group of batches)
   std::uint64_t queued_bytes = 0;     // waiting for the writer thread now
@@ -175,6 +176,10 @@ class EventStore {
   // whole batch is durable per Options::sync. Errors: kOverloaded (queue bound hit),
   // kShuttingDown, kStorageError (e.g. disk full: nothing of the batch is stored),
   // kIntervalSealed, kInvalidStream (empty name).
+  // Events are immutable: an event whose key is stored with the same payload and headers
+  // is skipped (an idempotent retry); with other content the batch fails with kKeyConflict
+  // naming the key and nothing of it is stored, unless batch.repair(), which skips just
+  // that event. The first content always stays.
   virtual void write(EventBatch batch, std::function<void(Status)> done) = 0;
 
   // Reads one page of [query.from, query.to) of one partition, in key order, across
