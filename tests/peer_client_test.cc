@@ -22,6 +22,7 @@ class PeerClientTest : public ::testing::Test {
     options_.peer_listen = "127.0.0.1:0";
     broker_ = start_broker(options_);
     ASSERT_TRUE(broker_);
+    node_id_ = broker_->node_id();  // kept in the data folder: the same after a restart
     client_ = std::make_unique<PeerClient>(io_.get_executor(),
                                            broker::PeerClientOptions{.self_node_id = "test-peer"},
                                            *log_);
@@ -35,8 +36,11 @@ class PeerClientTest : public ::testing::Test {
   Status send(const std::string& address, const storage::EventBatch& batch,
               PeerClient::Kind kind = PeerClient::Kind::kReplicate,
               std::optional<std::string> hint_for = {},
-              std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
-    auto f = asio::co_spawn(io_, client_->send(address, kind, batch, hint_for, timeout), asio::use_future);
+              std::chrono::milliseconds timeout = std::chrono::seconds(5),
+              std::optional<std::string> node_id = {}) {
+    const std::string expected = node_id.value_or(node_id_);
+    auto f = asio::co_spawn(io_, client_->send(expected, address, kind, batch, hint_for, timeout),
+                            asio::use_future);
     io_.restart();
     const auto deadline = std::chrono::steady_clock::now() + timeout + std::chrono::seconds(5);
     while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready &&
@@ -50,6 +54,7 @@ class PeerClientTest : public ::testing::Test {
   TempDir dir_;
   broker::BrokerOptions options_;
   std::unique_ptr<broker::Broker> broker_;
+  std::string node_id_;
   std::shared_ptr<spdlog::logger> log_ = test_logger();
   asio::io_context io_;
   std::unique_ptr<PeerClient> client_;
@@ -117,6 +122,25 @@ TEST_F(PeerClientTest, NobodyListeningIsConnectionFailed) {
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().code, ErrorCode::kConnectionFailed);
   EXPECT_NE(st.error().message.find("127.0.0.1:1"), std::string::npos) << st.error().message;
+}
+
+TEST_F(PeerClientTest, ABrokerThatIsNotTheNodeMeantGetsNothing) {
+  // An address that gossip got wrong (stale, or forged) leads to another broker: it must
+  // not receive the copy meant for the node named.
+  storage::EventBatch batch("s", 1);
+  batch.add(keygen_.next(), "meant for node-7");
+  auto st = send(broker_->peer_address(), batch, PeerClient::Kind::kReplicate, {},
+                 std::chrono::seconds(5), "node-7");
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code, ErrorCode::kConnectionFailed);
+  EXPECT_NE(st.error().message.find("'" + broker_->node_id() + "', not 'node-7'"), std::string::npos)
+      << st.error().message;
+  RawConnection c(broker_->client_port());
+  c.hello();
+  EXPECT_TRUE(c.scan_all("s", 1).empty());
+  // The right node id on the same address still works.
+  EXPECT_TRUE(send(broker_->peer_address(), batch));
+  EXPECT_EQ(c.scan_all("s", 1).size(), 1u);
 }
 
 TEST_F(PeerClientTest, PeerErrorsComeBackTyped) {

@@ -99,7 +99,8 @@ class BrokerReplicaWriter final : public ReplicaWriter {
       if (const ViewMember* m = view->member(node_id)) address = m->peer_address;
     }
     if (address.empty()) co_return Error(ErrorCode::kConnectionFailed, "no peer address known for " + node_id);
-    co_return co_await peers_.send(address, PeerClient::Kind::kReplicate, batch, std::move(hint_for), timeout_);
+    co_return co_await peers_.send(node_id, address, PeerClient::Kind::kReplicate, batch,
+                                   std::move(hint_for), timeout_);
   }
 
  private:

@@ -71,7 +71,8 @@ asio::awaitable<bool> HintedHandoff::deliver(const std::string& target, const st
     }
     for (const auto& batch : page->batches) {
       std::optional<std::string> no_hint;
-      Status sent = co_await peers_.send(address, PeerClient::Kind::kDeliverHints, batch, std::move(no_hint), timeout_);
+      Status sent = co_await peers_.send(target, address, PeerClient::Kind::kDeliverHints, batch,
+                                         std::move(no_hint), timeout_);
       if (!sent) {
         log_->log(first_failure ? spdlog::level::warn : spdlog::level::debug,
                   "hinted handoff to {} paused (retrying with back-off): {}", target, sent.error().to_string());

@@ -35,9 +35,10 @@ namespace {
 // One connection to one peer. Lives on the PeerClient's executor; never touched elsewhere.
 class PeerClient::Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(asio::any_io_executor ex, std::string address, const PeerClientOptions& options,
-             spdlog::logger& log)
+  Connection(asio::any_io_executor ex, std::string node_id, std::string address,
+             const PeerClientOptions& options, spdlog::logger& log)
       : ex_(ex),
+        node_id_(std::move(node_id)),
         address_(std::move(address)),
         options_(options),
         log_(log),
@@ -173,6 +174,13 @@ class PeerClient::Connection : public std::enable_shared_from_this<Connection> {
       if (resp.getError() != wire::ErrorCode::OK) {
         co_return fail("hello refused: " + std::string(resp.getMessage().cStr()));
       }
+      // A stale or forged address must never put a replica on another broker.
+      const std::string answered = resp.isHello() ? resp.getHello().getNodeId().cStr() : "";
+      if (answered != node_id_) {
+        log_.warn("peer at {} is node '{}', not '{}': nothing is sent to it", address_, answered,
+                  node_id_);
+        co_return fail("it is node '" + answered + "', not '" + node_id_ + "'");
+      }
     } catch (const kj::Exception& e) {
       co_return fail(std::string("bad hello answer: ") + e.getDescription().cStr());
     }
@@ -261,6 +269,7 @@ class PeerClient::Connection : public std::enable_shared_from_this<Connection> {
   }
 
   asio::any_io_executor ex_;
+  std::string node_id_;  // who must answer at address_
   std::string address_;
   const PeerClientOptions& options_;
   spdlog::logger& log_;
@@ -281,21 +290,22 @@ PeerClient::PeerClient(asio::any_io_executor executor, PeerClientOptions options
 
 PeerClient::~PeerClient() = default;
 
-asio::awaitable<Status> PeerClient::send(const std::string& address, Kind kind,
-                                         const storage::EventBatch& batch,
+asio::awaitable<Status> PeerClient::send(const std::string& node_id, const std::string& address,
+                                         Kind kind, const storage::EventBatch& batch,
                                          std::optional<std::string> hint_for,
                                          std::chrono::milliseconds timeout) {
   co_return co_await asio::co_spawn(
-      executor_, send_here(address, kind, batch, hint_for, timeout), use_awaitable);
+      executor_, send_here(node_id, address, kind, batch, hint_for, timeout), use_awaitable);
 }
 
-asio::awaitable<Status> PeerClient::send_here(const std::string& address, Kind kind,
+asio::awaitable<Status> PeerClient::send_here(const std::string& node_id,
+                                              const std::string& address, Kind kind,
                                               const storage::EventBatch& batch,
                                               const std::optional<std::string>& hint_for,
                                               std::chrono::milliseconds timeout) {
   if (closed_) co_return Error(ErrorCode::kShuttingDown, "the broker is stopping");
-  auto& slot = connections_[address];
-  if (!slot) slot = std::make_shared<Connection>(executor_, address, options_, log_);
+  auto& slot = connections_[{node_id, address}];
+  if (!slot) slot = std::make_shared<Connection>(executor_, node_id, address, options_, log_);
   auto connection = slot;
   // A batch whose request could pass the peer's frame limit (keys and framing add to the
   // events' bytes) goes as several requests; writes are idempotent by key, so a failure

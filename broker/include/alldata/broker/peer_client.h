@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 namespace alldata::broker {
 
@@ -40,13 +41,17 @@ class PeerClient {
 
   enum class Kind { kReplicate, kDeliverHints };
 
-  // Stores `batch` on the broker whose peer listener is `address` (host:port): as its own
-  // replica (kReplicate), as a hint it keeps for `hint_for` (kReplicate with hint_for), or
-  // as delivered hints (kDeliverHints). Completes once that broker acknowledged, or with
-  // kConnectionFailed (cannot connect, connection lost: the outcome is unknown, a retry is
-  // safe because keys make writes idempotent), kTimeout (after `timeout`, same), the
-  // peer's own error, or kShuttingDown after close(). `batch` is borrowed until completion.
-  boost::asio::awaitable<Status> send(const std::string& address, Kind kind,
+  // Stores `batch` on broker `node_id`, whose peer listener is `address` (host:port): as
+  // its own replica (kReplicate), as a hint it keeps for `hint_for` (kReplicate with
+  // hint_for), or as delivered hints (kDeliverHints). The broker at `address` must answer
+  // hello with `node_id`, else nothing is sent (kConnectionFailed naming both ids: a stale
+  // or forged address never puts a copy on the wrong broker). Completes once that broker
+  // acknowledged, or with kConnectionFailed (cannot connect, connection lost: the outcome
+  // is unknown, a retry is safe because keys make writes idempotent), kTimeout (after
+  // `timeout`, same), the peer's own error, or kShuttingDown after close(). `batch` is
+  // borrowed until completion.
+  boost::asio::awaitable<Status> send(const std::string& node_id, const std::string& address,
+                                      Kind kind,
                                       const storage::EventBatch& batch,
                                       std::optional<std::string> hint_for,
                                       std::chrono::milliseconds timeout);
@@ -57,7 +62,8 @@ class PeerClient {
  private:
   class Connection;
   // Runs on executor_; its arguments live in send()'s frame, which awaits it.
-  boost::asio::awaitable<Status> send_here(const std::string& address, Kind kind,
+  boost::asio::awaitable<Status> send_here(const std::string& node_id,
+                                           const std::string& address, Kind kind,
                                            const storage::EventBatch& batch,
                                            const std::optional<std::string>& hint_for,
                                            std::chrono::milliseconds timeout);
@@ -66,7 +72,8 @@ class PeerClient {
   PeerClientOptions options_;
   spdlog::logger& log_;
   bool closed_ = false;                                         // on executor_
-  std::map<std::string, std::shared_ptr<Connection>> connections_;  // on executor_
+  // By (node id, address): on executor_.
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<Connection>> connections_;
 };
 
 }  // namespace alldata::broker
