@@ -59,6 +59,28 @@ Result<std::optional<IntervalDigest>> EventStore::digest(std::string_view, std::
   return Error(ErrorCode::kInternal, "digest() is not supported by this store");
 }
 
+namespace {
+Error unsupported(std::string_view what) {
+  return Error(ErrorCode::kInternal, std::string(what) + "() is not supported by this store");
+}
+}  // namespace
+
+Result<std::vector<IntervalDigest>> EventStore::interval_digests(std::string_view, std::uint32_t,
+                                                                 std::uint64_t, std::uint64_t) {
+  return unsupported("interval_digests");
+}
+Result<std::vector<RangeDigest>> EventStore::range_digests(std::string_view, std::uint32_t,
+                                                           std::span<const Key>) {
+  return unsupported("range_digests");
+}
+Result<KeyPage> EventStore::keys(std::string_view, std::uint32_t, Key, Key, std::size_t) {
+  return unsupported("keys");
+}
+Result<EventBatch> EventStore::events(std::string_view, std::uint32_t, std::span<const Key>,
+                                      std::size_t, std::optional<Key>*) {
+  return unsupported("events");
+}
+
 void EventStore::write_hint(std::string_view, EventBatch, std::function<void(Status)> done) {
   done(Error(ErrorCode::kInternal, "write_hint() is not supported by this store"));
 }

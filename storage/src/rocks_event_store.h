@@ -37,6 +37,20 @@
 
 namespace alldata::storage {
 
+// One RocksDB snapshot for the life of the guard.
+class SnapshotGuard {
+ public:
+  explicit SnapshotGuard(rocksdb::DB* db) : db_(db), snap_(db->GetSnapshot()) {}
+  ~SnapshotGuard() { db_->ReleaseSnapshot(snap_); }
+  SnapshotGuard(const SnapshotGuard&) = delete;
+  SnapshotGuard& operator=(const SnapshotGuard&) = delete;
+  const rocksdb::Snapshot* get() const { return snap_; }
+
+ private:
+  rocksdb::DB* db_;
+  const rocksdb::Snapshot* snap_;
+};
+
 class RocksEventStore final : public EventStore {
   struct Token {};  // only open() constructs
 
@@ -56,6 +70,17 @@ class RocksEventStore final : public EventStore {
   Result<std::size_t> seal_old_intervals(std::uint64_t now_ms) override;
   Result<std::optional<IntervalDigest>> digest(std::string_view stream, std::uint32_t partition,
                                                std::uint64_t interval_start_ms) override;
+  Result<std::vector<IntervalDigest>> interval_digests(std::string_view stream,
+                                                       std::uint32_t partition,
+                                                       std::uint64_t from_ms,
+                                                       std::uint64_t to_ms) override;
+  Result<std::vector<RangeDigest>> range_digests(std::string_view stream, std::uint32_t partition,
+                                                 std::span<const Key> bounds) override;
+  Result<KeyPage> keys(std::string_view stream, std::uint32_t partition, Key from, Key to,
+                       std::size_t max_keys) override;
+  Result<EventBatch> events(std::string_view stream, std::uint32_t partition,
+                            std::span<const Key> keys, std::size_t max_bytes,
+                            std::optional<Key>* next) override;
   Stats stats() const override;
   const Options& options() const override { return options_; }
   void write_hint(std::string_view target_node_id, EventBatch batch,
@@ -118,6 +143,11 @@ class RocksEventStore final : public EventStore {
   Status create_intervals(const std::vector<Pending>& group);
   Result<rocksdb::ColumnFamilyHandle*> create_interval(std::uint64_t start_ms);
   std::optional<std::uint32_t> find_stream(std::string_view name) const;  // takes catalog_mu_
+  // Calls f(16-byte key, value) for each event of (stream_id, partition) in [from, to), in
+  // key order across intervals, reading `snapshot`, until f returns false.
+  Status for_each_event(std::uint32_t stream_id, std::uint32_t partition, const Key& from,
+                        const Key& to, const rocksdb::Snapshot* snapshot,
+                        const std::function<bool(const char*, const rocksdb::Slice&)>& f);
   Status to_status(const rocksdb::Status& s, std::string_view what) const;
   void close();
 

@@ -149,6 +149,22 @@ struct IntervalDigest {
   friend bool operator==(const IntervalDigest&, const IntervalDigest&) = default;
 };
 
+// Digest of the event keys of one (stream, partition) in a key range: equal on two
+// replicas holding the same keys there (count, XOR of XXH64 of the 16 key bytes).
+struct RangeDigest {
+  std::uint64_t count = 0;
+  std::uint64_t xor_hash = 0;
+
+  friend bool operator==(const RangeDigest&, const RangeDigest&) = default;
+};
+
+// Keys of one (stream, partition) in key order, for anti-entropy.
+struct KeyPage {
+  std::vector<Key> keys;
+  Key next_from;     // where the next page starts; meaningful when !done
+  bool done = true;  // no more keys in the range at the time of the read
+};
+
 // Hints held for one intended owner (hinted handoff), in (stream, partition, event key)
 // order. Each batch holds one run of events of one (stream, partition), with repair() set:
 // delivered hints may belong to intervals the owner has sealed meanwhile.
@@ -206,6 +222,38 @@ class EventStore {
   virtual Result<std::optional<IntervalDigest>> digest(std::string_view stream,
                                                        std::uint32_t partition,
                                                        std::uint64_t interval_start_ms);
+
+  // ---- anti-entropy reads ---------------------------------------------------------------
+  // All blocking and thread-safe; each answer is one point in time. The defaults (for test
+  // doubles) answer kInternal.
+
+  // One digest per interval holding events of (stream, partition) whose start is in
+  // [from_ms, to_ms), in start order: the stored digest of a sealed interval (no scan),
+  // else computed by reading the interval's keys. Intervals without such events are left
+  // out. Errors: kStorageError.
+  virtual Result<std::vector<IntervalDigest>> interval_digests(std::string_view stream,
+                                                               std::uint32_t partition,
+                                                               std::uint64_t from_ms,
+                                                               std::uint64_t to_ms);
+
+  // One digest per piece [bounds[i], bounds[i+1]) of (stream, partition); `bounds` must be
+  // strictly ascending with at least two keys (else kBadRequest). Reads the keys of
+  // [bounds.front(), bounds.back()) once.
+  virtual Result<std::vector<RangeDigest>> range_digests(std::string_view stream,
+                                                         std::uint32_t partition,
+                                                         std::span<const Key> bounds);
+
+  // At most max(1, max_keys) keys of (stream, partition) in [from, to), in order.
+  virtual Result<KeyPage> keys(std::string_view stream, std::uint32_t partition, Key from,
+                               Key to, std::size_t max_keys);
+
+  // The events stored under `keys` (ascending; keys not stored are left out), in key
+  // order, as a batch with repair() set, ready to be written to another replica. Stops
+  // after `max_bytes` of records (at least one event): `*next` is then the first key not
+  // read, else nullopt.
+  virtual Result<EventBatch> events(std::string_view stream, std::uint32_t partition,
+                                    std::span<const Key> keys, std::size_t max_bytes,
+                                    std::optional<Key>* next);
 
   virtual Stats stats() const = 0;
   virtual const Options& options() const = 0;
