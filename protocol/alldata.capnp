@@ -181,17 +181,45 @@ struct DeliverHints {
   events @2 :List(Event);
 }
 
+# Anti-entropy repair (broker/README.md, "Anti-entropy repair"). Digests cover event keys
+# only: a count and the XOR of XXH64 (seed 0) of the 16 key bytes, so two replicas holding
+# the same keys in a range have equal digests.
 struct Digest {
   stream @0 :Text;
   partition @1 :UInt32;
-  intervalStartMs @2 :UInt64;
+  intervalStartMs @2 :UInt64;   # unused (kept for numbering)
+  fromMs @3 :UInt64;            # without `bounds`: one digest per interval holding events of
+  toMs @4 :UInt64;              #   the partition whose start is in [fromMs, toMs)
+  bounds @5 :List(Data);        # else 2..65 strictly ascending 16-byte keys: one digest per
+                                #   piece [bounds[i], bounds[i+1])
+}
+
+struct RangeDigest {
+  startMs @0 :UInt64;           # per interval: the interval's start; per piece: unused
+  count @1 :UInt64;
+  xorHash @2 :UInt64;
+}
+
+struct DigestResult {
+  digests @0 :List(RangeDigest);
 }
 
 struct FetchRange {
   stream @0 :Text;
   partition @1 :UInt32;
-  from @2 :Data;
-  to @3 :Data;
+  from @2 :Data;                # with `keys` empty: list the keys of [from, to), at most
+  to @3 :Data;                  #   `maxKeys` (<= 65536) of them
+  maxKeys @4 :UInt32;
+  keys @5 :Data;                # else: the events stored under these keys (16 bytes each,
+                                #   ascending, at most 65536); the answer may stop early
+}
+
+struct FetchResult {
+  keys @0 :Data;                # listing: 16 bytes per key, in order
+  events @1 :List(Event);       # by keys: the events stored (keys not stored are left out)
+  nextFrom @2 :Data;            # listing: where the next page starts; by keys: the first key
+                                #   not read
+  done @3 :Bool;                # nothing more to list, or every key was read
 }
 
 struct Request {
@@ -218,6 +246,8 @@ struct Response {
     produce @5 :ProduceResult;
     scan @6 :ScanResult;
     metadata @7 :MetadataResult;
+    digest @8 :DigestResult;
+    fetchRange @9 :FetchResult;
   }
 }
 

@@ -1,5 +1,7 @@
 #include "alldata/broker/peer_client.h"
 
+#include "wire_events.h"
+
 #include "net_util.h"
 
 #include "alldata/protocol/framing.h"
@@ -46,47 +48,27 @@ class PeerClient::Connection : public std::enable_shared_from_this<Connection> {
         connect_wait_(ex),
         writer_wake_(ex) {}
 
-  asio::awaitable<Status> call(Kind kind, const storage::EventBatch& batch,
-                               const std::optional<std::string>& hint_for,
-                               std::chrono::milliseconds timeout) {
+  // Sends the request `build` fills in (the correlation id is set here) and completes with
+  // the answer's frame when it is ok, or with the error.
+  asio::awaitable<Result<protocol::FrameBuffer>> request(const RequestBuilder& build,
+                                                         std::size_t size_hint,
+                                                         std::chrono::milliseconds timeout,
+                                                         std::uint64_t* sent_bytes = nullptr) {
     auto self = shared_from_this();
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    if (auto st = co_await ensure_connected(deadline); !st) co_return st;
+    if (auto st = co_await ensure_connected(deadline); !st) co_return st.error();
     if (out_.size() > options_.max_queued_bytes) {
       co_return Error(ErrorCode::kOverloaded, "too much unsent data queued for peer " + address_);
     }
     const std::uint64_t id = ++next_id_;
     {
-      capnp::MallocMessageBuilder mb(batch.bytes() / 8 + 64);
+      capnp::MallocMessageBuilder mb(static_cast<unsigned>(size_hint / 8 + 64));
       auto req = mb.initRoot<wire::Request>();
       req.setCorrelationId(id);
-      auto fill = [&](auto r) {
-        r.setStream(protocol::text(batch.stream()));
-        r.setPartition(batch.partition());
-        auto list = r.initEvents(static_cast<unsigned>(batch.size()));
-        unsigned i = 0;
-        batch.for_each([&](const Key& key, std::string_view payload,
-                           std::span<const storage::HeaderView> headers) {
-          auto e = list[i++];
-          e.setKey(protocol::data(key.view()));
-          e.setPayload(protocol::data(payload));
-          if (!headers.empty()) {
-            auto hs = e.initHeaders(static_cast<unsigned>(headers.size()));
-            for (unsigned j = 0; j < headers.size(); ++j) {
-              hs[j].setName(protocol::text(headers[j].name));
-              hs[j].setValue(protocol::data(headers[j].value));
-            }
-          }
-        });
-      };
-      if (kind == Kind::kDeliverHints) {
-        fill(req.initDeliverHints());
-      } else {
-        auto r = req.initReplicate();
-        fill(r);
-        if (hint_for) r.setHintFor(protocol::text(*hint_for));
-      }
+      build(req);
+      const std::size_t before = out_.size();
       protocol::append_frame(mb, out_);
+      if (sent_bytes != nullptr) *sent_bytes += out_.size() - before;
     }
     auto pending = std::make_shared<Pending>(ex_);
     pending->timer.expires_at(deadline);
@@ -99,7 +81,29 @@ class PeerClient::Connection : public std::enable_shared_from_this<Connection> {
                       "peer " + address_ + " did not answer within " +
                           std::to_string(timeout.count()) + " ms");
     }
-    co_return *pending->result;
+    co_return std::move(*pending->result);
+  }
+
+  asio::awaitable<Status> call(Kind kind, const storage::EventBatch& batch,
+                               const std::optional<std::string>& hint_for,
+                               std::chrono::milliseconds timeout) {
+    auto build = [&](wire::Request::Builder req) {
+      auto fill = [&](auto r) {
+        r.setStream(protocol::text(batch.stream()));
+        r.setPartition(batch.partition());
+        put_events(r.initEvents(static_cast<unsigned>(batch.size())), batch);
+      };
+      if (kind == Kind::kDeliverHints) {
+        fill(req.initDeliverHints());
+      } else {
+        auto r = req.initReplicate();
+        fill(r);
+        if (hint_for) r.setHintFor(protocol::text(*hint_for));
+      }
+    };
+    auto answer = co_await request(build, batch.bytes(), timeout);
+    if (!answer) co_return answer.error();
+    co_return Status{};
   }
 
   void close(const Error& why) {
@@ -111,7 +115,7 @@ class PeerClient::Connection : public std::enable_shared_from_this<Connection> {
   struct Pending {
     explicit Pending(const asio::any_io_executor& ex) : timer(ex) {}
     asio::steady_timer timer;
-    std::optional<Status> result;
+    std::optional<Result<protocol::FrameBuffer>> result;
   };
 
   asio::awaitable<Status> ensure_connected(std::chrono::steady_clock::time_point deadline) {
@@ -217,16 +221,23 @@ class PeerClient::Connection : public std::enable_shared_from_this<Connection> {
         co_return;
       }
       try {
-        auto reader = protocol::make_reader(*body);
-        auto resp = reader.getRoot<wire::Response>();
-        auto it = pending_.find(resp.getCorrelationId());
+        std::optional<Error> error;
+        std::uint64_t id = 0;
+        {
+          auto reader = protocol::make_reader(*body);
+          auto resp = reader.getRoot<wire::Response>();
+          id = resp.getCorrelationId();
+          if (resp.getError() != wire::ErrorCode::OK) {
+            error = Error(protocol::from_wire(resp.getError()),
+                          std::string(resp.getMessage().cStr()) + " [peer " + address_ + "]");
+          }
+        }
+        auto it = pending_.find(id);
         if (it == pending_.end()) continue;  // answer to a call that timed out
-        if (resp.getError() == wire::ErrorCode::OK) {
-          it->second->result = Status{};
+        if (error) {
+          it->second->result = Result<protocol::FrameBuffer>(std::move(*error));
         } else {
-          it->second->result = Status(Error(protocol::from_wire(resp.getError()),
-                                            std::string(resp.getMessage().cStr()) +
-                                                " [peer " + address_ + "]"));
+          it->second->result = Result<protocol::FrameBuffer>(std::move(*body));
         }
         it->second->timer.cancel();
       } catch (const kj::Exception& e) {
@@ -263,7 +274,7 @@ class PeerClient::Connection : public std::enable_shared_from_this<Connection> {
     out_.clear();
     writer_wake_.cancel();
     for (auto& [id, p] : pending_) {
-      if (!p->result) p->result = Status(why);
+      if (!p->result) p->result = Result<protocol::FrameBuffer>(why);
       p->timer.cancel();
     }
   }
@@ -304,9 +315,7 @@ asio::awaitable<Status> PeerClient::send_here(const std::string& node_id,
                                               const std::optional<std::string>& hint_for,
                                               std::chrono::milliseconds timeout) {
   if (closed_) co_return Error(ErrorCode::kShuttingDown, "the broker is stopping");
-  auto& slot = connections_[{node_id, address}];
-  if (!slot) slot = std::make_shared<Connection>(executor_, node_id, address, options_, log_);
-  auto connection = slot;
+  auto connection = this->connection(node_id, address);
   // A batch whose request could pass the peer's frame limit (keys and framing add to the
   // events' bytes) goes as several requests; writes are idempotent by key, so a failure
   // part-way is retried whole.
@@ -325,6 +334,26 @@ asio::awaitable<Status> PeerClient::send_here(const std::string& node_id,
     if (!st) co_return st;
   }
   co_return Status{};
+}
+
+asio::awaitable<Result<protocol::FrameBuffer>> PeerClient::request(
+    const std::string& node_id, const std::string& address, RequestBuilder build,
+    std::size_t size_hint, std::chrono::milliseconds timeout, std::uint64_t* sent_bytes) {
+  // A named task, not a temporary inside co_await: GCC 12 destroys those twice.
+  auto task = [this, &node_id, &address, build = std::move(build), size_hint, timeout,
+               sent_bytes]() -> asio::awaitable<Result<protocol::FrameBuffer>> {
+    if (closed_) co_return Error(ErrorCode::kShuttingDown, "the broker is stopping");
+    auto c = connection(node_id, address);
+    co_return co_await c->request(build, size_hint, timeout, sent_bytes);
+  };
+  co_return co_await asio::co_spawn(executor_, std::move(task), use_awaitable);
+}
+
+std::shared_ptr<PeerClient::Connection> PeerClient::connection(const std::string& node_id,
+                                                               const std::string& address) {
+  auto& slot = connections_[{node_id, address}];
+  if (!slot) slot = std::make_shared<Connection>(executor_, node_id, address, options_, log_);
+  return slot;
 }
 
 void PeerClient::close() {

@@ -1,7 +1,10 @@
 #include "session.h"
 
+#include "on_pool.h"
+
 #include "net_util.h"
 #include "store_write.h"
+#include "wire_events.h"
 
 #include "alldata/protocol/names.h"
 #include "alldata/protocol/partitioner.h"
@@ -29,14 +32,6 @@ constexpr std::size_t kMaxQueuedOutputBytes = 32u << 20;
 constexpr std::uint32_t kDefaultScanEvents = 1000;
 constexpr std::uint32_t kMaxScanEvents = 100000;
 constexpr std::uint32_t kDefaultScanBytes = 1u << 20;
-
-// Runs `f` on the storage pool and resumes on the caller's executor.
-template <class F>
-auto on_storage(asio::thread_pool& pool, F f) -> asio::awaitable<decltype(f())> {
-  co_return co_await asio::co_spawn(
-      pool, [f = std::move(f)]() mutable -> asio::awaitable<decltype(f())> { co_return f(); },
-      use_awaitable);
-}
 
 std::string describe(const asio::ip::tcp::socket& s) {
   boost::system::error_code ec;
@@ -208,9 +203,13 @@ bool Session::dispatch(protocol::FrameBuffer frame) {
       if (!peer_role_) {
         send_error(correlation_id,
                    Error(ErrorCode::kNotAllowed, "peer requests need a session with role peer"));
+        return true;
+      }
+      ++in_flight_;
+      if (which == wire::Request::DIGEST) {
+        asio::co_spawn(ex, handle_digest(std::move(frame)), on_done);
       } else {
-        send_error(correlation_id, Error(ErrorCode::kUnknownRequest,
-                                         "anti-entropy requests are not served by this broker version"));
+        asio::co_spawn(ex, handle_fetch_range(std::move(frame)), on_done);
       }
       return true;
     default:
@@ -352,7 +351,7 @@ asio::awaitable<void> Session::handle_produce(protocol::FrameBuffer frame) {
       auto first = ctx_.keygen.reserve(need_keys);
       while (!first) {
         const std::uint64_t needed = ctx_.keygen.high_water() + need_keys;
-        Status st = co_await on_storage(ctx_.storage_pool,
+        Status st = co_await on_pool(ctx_.storage_pool,
                                         [&lease = ctx_.lease, needed] { return lease.extend(needed); });
         if (!st) co_return fail(st.error());
         first = ctx_.keygen.reserve(need_keys);
@@ -439,17 +438,8 @@ asio::awaitable<void> Session::handle_replicate(protocol::FrameBuffer frame, boo
     batch.emplace(stream, partition);
     // Hints delivered late may fall into sealed intervals: they are repairs, not new writes.
     batch->set_repair(delivered_hints);
-    for (std::uint32_t i = 0; i < events.size(); ++i) {
-      auto ev = events[i];
-      if (ev.getKey().size() != Key::kSize) {
-        co_return fail(Error(ErrorCode::kBadRequest,
-                             "replicated event " + std::to_string(i) + " has no 16-byte key"));
-      }
-      headers_scratch_.clear();
-      for (auto h : ev.getHeaders()) {
-        headers_scratch_.push_back({protocol::view(h.getName()), protocol::view(h.getValue())});
-      }
-      batch->add(Key::from_raw(ev.getKey().begin()), protocol::view(ev.getPayload()), headers_scratch_);
+    if (auto added = add_keyed_events(events, *batch, headers_scratch_); !added) {
+      co_return fail(Error(ErrorCode::kBadRequest, "replicated " + added.error().message));
     }
   } catch (const kj::Exception& e) {
     ctx_.log.warn("session {}: closing: malformed replicate: {}", remote_, e.getDescription().cStr());
@@ -523,7 +513,7 @@ asio::awaitable<void> Session::handle_scan(protocol::FrameBuffer frame) {
   }
   frame = protocol::FrameBuffer();
 
-  auto page = co_await on_storage(ctx_.storage_pool,
+  auto page = co_await on_pool(ctx_.storage_pool,
                                   [&store = ctx_.store, &query] { return store.scan(query); });
   if (!page) co_return fail(page.error());
 
@@ -559,7 +549,7 @@ asio::awaitable<void> Session::handle_metadata(std::uint64_t correlation_id, boo
                                                std::string stream) {
   std::vector<std::string> streams;
   if (with_streams) {
-    streams = co_await on_storage(ctx_.storage_pool, [&store = ctx_.store] { return store.streams(); });
+    streams = co_await on_pool(ctx_.storage_pool, [&store = ctx_.store] { return store.streams(); });
   }
   capnp::MallocMessageBuilder mb(1024);
   auto resp = mb.initRoot<wire::Response>();

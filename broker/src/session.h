@@ -60,6 +60,9 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<void> handle_metadata(std::uint64_t correlation_id, bool streams,
                                                std::string stream);
   void handle_hello(std::uint64_t correlation_id, const protocol::FrameBuffer& frame);
+  // Anti-entropy from a peer (session_repair.cc): digests, key listings, events by key.
+  boost::asio::awaitable<void> handle_digest(protocol::FrameBuffer frame);
+  boost::asio::awaitable<void> handle_fetch_range(protocol::FrameBuffer frame);
 
   // Queues a response for the writer.
   void send(capnp::MessageBuilder& message);

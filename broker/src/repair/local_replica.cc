@@ -1,28 +1,12 @@
 #include "repair/local_replica.h"
 
+#include "on_pool.h"
 #include "store_write.h"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/use_awaitable.hpp>
 
 namespace alldata::broker::repair {
 namespace asio = boost::asio;
 
-namespace {
-
-// Runs `f` on `pool` and resumes on the caller's executor. (Through an optional: co_spawn
-// needs a default-constructible result, which Result<EventBatch> is not.)
-template <class F>
-auto on_pool(asio::thread_pool& pool, F f) -> asio::awaitable<decltype(f())> {
-  using R = decltype(f());
-  auto r = co_await asio::co_spawn(
-      pool,
-      [f = std::move(f)]() mutable -> asio::awaitable<std::optional<R>> { co_return f(); },
-      asio::use_awaitable);
-  co_return std::move(*r);
-}
-
-}  // namespace
 
 LocalReplica::LocalReplica(std::string name, storage::EventStore& store, asio::thread_pool& pool,
                            std::chrono::milliseconds write_timeout)
@@ -31,14 +15,14 @@ LocalReplica::LocalReplica(std::string name, storage::EventStore& store, asio::t
 asio::awaitable<Result<std::vector<storage::IntervalDigest>>> LocalReplica::interval_digests(
     const std::string& stream, std::uint32_t partition, std::uint64_t from_ms,
     std::uint64_t to_ms) {
-  co_return co_await on_pool(pool_, [&] {
+  co_return co_await broker::on_pool(pool_, [&] {
     return store_.interval_digests(stream, partition, from_ms, to_ms);
   });
 }
 
 asio::awaitable<Result<std::vector<storage::RangeDigest>>> LocalReplica::range_digests(
     const std::string& stream, std::uint32_t partition, std::vector<Key> bounds) {
-  co_return co_await on_pool(pool_, [&] {
+  co_return co_await broker::on_pool(pool_, [&] {
     return store_.range_digests(stream, partition, bounds);
   });
 }
@@ -46,7 +30,7 @@ asio::awaitable<Result<std::vector<storage::RangeDigest>>> LocalReplica::range_d
 asio::awaitable<Result<storage::KeyPage>> LocalReplica::keys(const std::string& stream,
                                                              std::uint32_t partition, Key from,
                                                              Key to, std::size_t max_keys) {
-  co_return co_await on_pool(pool_, [&] {
+  co_return co_await broker::on_pool(pool_, [&] {
     return store_.keys(stream, partition, from, to, max_keys);
   });
 }
@@ -56,7 +40,7 @@ asio::awaitable<Result<storage::EventBatch>> LocalReplica::events(const std::str
                                                                   std::vector<Key> keys,
                                                                   std::size_t max_bytes,
                                                                   std::optional<Key>* next) {
-  co_return co_await on_pool(pool_, [&] {
+  co_return co_await broker::on_pool(pool_, [&] {
     return store_.events(stream, partition, keys, max_bytes, next);
   });
 }

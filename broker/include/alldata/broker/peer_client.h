@@ -8,6 +8,8 @@
 #pragma once
 
 #include "alldata/protocol/error.h"
+#include "alldata/protocol/framing.h"
+#include "alldata/protocol/wire.h"
 #include "alldata/storage/event_store.h"
 
 #include <boost/asio/any_io_executor.hpp>
@@ -16,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -56,6 +59,20 @@ class PeerClient {
                                       std::optional<std::string> hint_for,
                                       std::chrono::milliseconds timeout);
 
+  // Fills in a request (its correlation id is set by the client).
+  using RequestBuilder = std::function<void(wire::Request::Builder)>;
+
+  // Sends any peer request to broker `node_id` at `address` (checked as for send()) and
+  // completes with the answer's frame when it is ok (decode it with protocol::make_reader),
+  // or with the error: the peer's own, kConnectionFailed, kTimeout, kOverloaded (too much
+  // unsent), kShuttingDown. `size_hint`: about how many bytes the request takes; when
+  // `sent_bytes` is set, the request's frame size is added to it (on the client's executor,
+  // before completion).
+  boost::asio::awaitable<Result<protocol::FrameBuffer>> request(
+      const std::string& node_id, const std::string& address, RequestBuilder build,
+      std::size_t size_hint, std::chrono::milliseconds timeout,
+      std::uint64_t* sent_bytes = nullptr);
+
   // Closes every connection; pending and later sends fail with kShuttingDown. Thread-safe.
   void close();
 
@@ -67,6 +84,9 @@ class PeerClient {
                                            const storage::EventBatch& batch,
                                            const std::optional<std::string>& hint_for,
                                            std::chrono::milliseconds timeout);
+
+  // The connection to (node_id, address), made on first use. On executor_.
+  std::shared_ptr<Connection> connection(const std::string& node_id, const std::string& address);
 
   boost::asio::any_io_executor executor_;
   PeerClientOptions options_;

@@ -1,0 +1,187 @@
+// Session: the anti-entropy requests a peer sends (digest, fetchRange). Reads run on the
+// storage pool; answers are bounded (bounds, keys and bytes per request) whatever is asked.
+#include "session.h"
+
+#include "on_pool.h"
+#include "wire_events.h"
+
+#include "alldata/protocol/names.h"
+#include "alldata/protocol/wire.h"
+
+#include <kj/exception.h>
+
+#include <vector>
+
+namespace alldata::broker {
+
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::size_t kMaxBounds = 65;
+constexpr std::size_t kMaxKeys = 65536;
+
+// The stream and partition of a repair request, checked.
+template <class R>
+Status check_target(const R& r, const BrokerOptions& options, std::string* stream) {
+  *stream = protocol::view(r.getStream());
+  if (auto ok = validate_stream_name(*stream); !ok) return ok.error();
+  if (r.getPartition() >= options.partitions) {
+    return Error(ErrorCode::kInvalidPartition,
+                 "partition " + std::to_string(r.getPartition()) + " does not exist here");
+  }
+  return {};
+}
+
+Result<std::vector<Key>> keys_of(capnp::Data::Reader data) {
+  if (data.size() % Key::kSize != 0) {
+    return Error(ErrorCode::kBadRequest, "keys must be 16 bytes each");
+  }
+  std::vector<Key> keys;
+  for (std::size_t at = 0; at < data.size(); at += Key::kSize) {
+    keys.push_back(Key::from_raw(data.begin() + at));
+    if (keys.size() > 1 && !(keys[keys.size() - 2] < keys.back())) {
+      return Error(ErrorCode::kBadRequest, "keys must be strictly ascending");
+    }
+  }
+  return keys;
+}
+
+}  // namespace
+
+asio::awaitable<void> Session::handle_digest(protocol::FrameBuffer frame) {
+  std::uint64_t correlation_id = 0;
+  auto fail = [&](Error e) {
+    send_error(correlation_id, e);
+    request_done();
+  };
+  std::string stream;
+  std::uint32_t partition = 0;
+  std::uint64_t from_ms = 0;
+  std::uint64_t to_ms = 0;
+  std::vector<Key> bounds;
+  try {
+    auto reader = protocol::make_reader(frame, ctx_.options.nesting_limit);
+    auto request = reader.getRoot<wire::Request>();
+    correlation_id = request.getCorrelationId();
+    auto d = request.getDigest();
+    if (auto ok = check_target(d, ctx_.options, &stream); !ok) co_return fail(ok.error());
+    partition = d.getPartition();
+    from_ms = d.getFromMs();
+    to_ms = d.getToMs();
+    if (d.getBounds().size() > kMaxBounds) {
+      co_return fail(Error(ErrorCode::kBadRequest, "at most " + std::to_string(kMaxBounds) +
+                                                       " digest bounds per request"));
+    }
+    for (auto b : d.getBounds()) {
+      auto k = Key::from_bytes(protocol::view(b));
+      if (!k) co_return fail(Error(ErrorCode::kBadRequest, "digest bound: " + k.error().message));
+      bounds.push_back(*k);
+    }
+  } catch (const kj::Exception& e) {
+    co_return fail(Error(ErrorCode::kBadRequest,
+                         std::string("malformed digest: ") + e.getDescription().cStr()));
+  }
+  frame = protocol::FrameBuffer();
+
+  capnp::MallocMessageBuilder mb;
+  auto resp = mb.initRoot<wire::Response>();
+  resp.setCorrelationId(correlation_id);
+  resp.setError(wire::ErrorCode::OK);
+  if (bounds.empty()) {
+    auto digests = co_await on_pool(ctx_.storage_pool, [&] {
+      return ctx_.store.interval_digests(stream, partition, from_ms, to_ms);
+    });
+    if (!digests) co_return fail(digests.error());
+    auto list = resp.initDigest().initDigests(static_cast<unsigned>(digests->size()));
+    for (unsigned i = 0; i < digests->size(); ++i) {
+      list[i].setStartMs((*digests)[i].interval_start_ms);
+      list[i].setCount((*digests)[i].count);
+      list[i].setXorHash((*digests)[i].xor_hash);
+    }
+  } else {
+    auto digests = co_await on_pool(ctx_.storage_pool, [&] {
+      return ctx_.store.range_digests(stream, partition, bounds);
+    });
+    if (!digests) co_return fail(digests.error());
+    auto list = resp.initDigest().initDigests(static_cast<unsigned>(digests->size()));
+    for (unsigned i = 0; i < digests->size(); ++i) {
+      list[i].setCount((*digests)[i].count);
+      list[i].setXorHash((*digests)[i].xor_hash);
+    }
+  }
+  send(mb);
+  request_done();
+}
+
+asio::awaitable<void> Session::handle_fetch_range(protocol::FrameBuffer frame) {
+  std::uint64_t correlation_id = 0;
+  auto fail = [&](Error e) {
+    send_error(correlation_id, e);
+    request_done();
+  };
+  std::string stream;
+  std::uint32_t partition = 0;
+  Key from;
+  Key to = Key::max();
+  std::size_t max_keys = 0;
+  std::vector<Key> wanted;
+  try {
+    auto reader = protocol::make_reader(frame, ctx_.options.nesting_limit);
+    auto request = reader.getRoot<wire::Request>();
+    correlation_id = request.getCorrelationId();
+    auto f = request.getFetchRange();
+    if (auto ok = check_target(f, ctx_.options, &stream); !ok) co_return fail(ok.error());
+    partition = f.getPartition();
+    auto keys = keys_of(f.getKeys());
+    if (!keys) co_return fail(keys.error());
+    if (keys->size() > kMaxKeys) {
+      co_return fail(Error(ErrorCode::kBadRequest, "at most " + std::to_string(kMaxKeys) +
+                                                       " keys per fetchRange"));
+    }
+    wanted = std::move(*keys);
+    auto from_key = protocol::key_or(f.getFrom(), Key());
+    auto to_key = protocol::key_or(f.getTo(), Key::max());
+    if (!from_key || !to_key) co_return fail(Error(ErrorCode::kBadRequest, "fetchRange bounds"));
+    from = *from_key;
+    to = *to_key;
+    max_keys = std::min<std::size_t>(std::max<std::uint32_t>(f.getMaxKeys(), 1), kMaxKeys);
+  } catch (const kj::Exception& e) {
+    co_return fail(Error(ErrorCode::kBadRequest,
+                         std::string("malformed fetchRange: ") + e.getDescription().cStr()));
+  }
+  frame = protocol::FrameBuffer();
+
+  capnp::MallocMessageBuilder mb;
+  auto resp = mb.initRoot<wire::Response>();
+  resp.setCorrelationId(correlation_id);
+  resp.setError(wire::ErrorCode::OK);
+  auto r = resp.initFetchRange();
+  if (wanted.empty()) {
+    auto page = co_await on_pool(ctx_.storage_pool, [&] {
+      return ctx_.store.keys(stream, partition, from, to, max_keys);
+    });
+    if (!page) co_return fail(page.error());
+    auto data = r.initKeys(static_cast<unsigned>(page->keys.size() * Key::kSize));
+    for (std::size_t i = 0; i < page->keys.size(); ++i) {
+      std::memcpy(data.begin() + i * Key::kSize, page->keys[i].data(), Key::kSize);
+    }
+    r.setDone(page->done);
+    if (!page->done) r.setNextFrom(protocol::data(page->next_from.view()));
+  } else {
+    // A quarter of a frame: the answer's framing never pushes it past the limit.
+    const std::size_t max_bytes = ctx_.options.max_frame_bytes / 4;
+    std::optional<Key> next;
+    auto batch = co_await on_pool(ctx_.storage_pool, [&] {
+      return ctx_.store.events(stream, partition, wanted, max_bytes, &next);
+    });
+    if (!batch) co_return fail(batch.error());
+    put_events(r.initEvents(static_cast<unsigned>(batch->size())), *batch);
+    r.setDone(!next);
+    if (next) r.setNextFrom(protocol::data(next->view()));
+  }
+  send(mb);
+  request_done();
+}
+
+}  // namespace alldata::broker
