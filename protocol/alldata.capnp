@@ -222,6 +222,31 @@ struct FetchResult {
   done @3 :Bool;                # nothing more to list, or every key was read
 }
 
+# Run anti-entropy repair on the broker reached now (a client request): it compares every
+# partition it holds a replica of with each other live replica and copies what either
+# lacks. Answered when the run ends (it may take long: use a long request timeout).
+struct Repair {
+  stream @0 :Text;              # empty: every stream the broker holds
+  fromMs @1 :UInt64;            # the intervals holding a time in [fromMs, toMs); toMs 0 = now
+  toMs @2 :UInt64;
+}
+
+struct RepairResult {
+  partitions @0 :UInt64;        # partitions of which the broker holds a replica, compared
+  pairs @1 :UInt64;             # (partition, other replica) pairs compared
+  pairsFailed @2 :UInt64;       # of those, the ones that stopped with an error
+  rangesCompared @3 :UInt64;    # intervals and sub-ranges whose digests were compared
+  rangesDiffered @4 :UInt64;
+  keysListed @5 :UInt64;        # keys listed where ranges differed (both sides)
+  eventsReceived @6 :UInt64;    # events this broker lacked and got
+  eventsSent @7 :UInt64;        # events other replicas lacked and got from this broker
+  bytesReceived @8 :UInt64;     # their record bytes
+  bytesSent @9 :UInt64;
+  bytesExchanged @10 :UInt64;   # every request and answer with other brokers
+  seconds @11 :Float64;
+  errors @12 :List(Text);       # the first few failures, "stream/partition with node: reason"
+}
+
 struct Request {
   correlationId @0 :UInt64;     # echoed in the response; pick any value, unique per connection
   union {
@@ -233,6 +258,7 @@ struct Request {
     deliverHints @6 :DeliverHints;
     digest @7 :Digest;
     fetchRange @8 :FetchRange;
+    repair @9 :Repair;
   }
 }
 
@@ -248,6 +274,7 @@ struct Response {
     metadata @7 :MetadataResult;
     digest @8 :DigestResult;
     fetchRange @9 :FetchResult;
+    repair @10 :RepairResult;
   }
 }
 

@@ -106,15 +106,7 @@ class ClusterScanTest : public ::testing::Test {
   }
 
   // Every key broker i holds in its own copy (raw protocol, not the code under test).
-  std::set<Key> held_by(int i) {
-    RawConnection c(brokers_[i]->client_port());
-    c.hello();
-    std::set<Key> keys;
-    for (std::uint32_t p = 0; p < kPartitions; ++p) {
-      for (auto& [k, v] : c.scan_all(kStream, p)) keys.insert(k);
-    }
-    return keys;
-  }
+  std::set<Key> held_by(int i) { return keys_held(brokers_[i]->client_port(), kStream, kPartitions); }
 
   // Where each partition of the stream lives, as the cluster reports it.
   std::vector<std::vector<std::string>> replica_sets() {

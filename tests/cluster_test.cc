@@ -68,15 +68,7 @@ class ClusterTest : public ::testing::Test {
   }
 
   // Every key broker i holds in its own copy of the stream.
-  std::set<Key> held_by(int i) {
-    RawConnection c(brokers_[i]->client_port());
-    c.hello();
-    std::set<Key> keys;
-    for (std::uint32_t p = 0; p < kPartitions; ++p) {
-      for (auto& [k, v] : c.scan_all("events", p)) keys.insert(k);
-    }
-    return keys;
-  }
+  std::set<Key> held_by(int i) { return keys_held(brokers_[i]->client_port(), "events", kPartitions); }
 
   TempDir dir_;
   std::vector<broker::BrokerOptions> options_;

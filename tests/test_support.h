@@ -26,6 +26,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -307,6 +308,19 @@ inline std::vector<Key> keys_of(Reply& r) {
   auto data = r.get().getProduce().getKeys();
   for (std::size_t i = 0; i + Key::kSize <= data.size(); i += Key::kSize) {
     keys.push_back(Key::from_raw(data.begin() + i));
+  }
+  return keys;
+}
+
+// Every key the broker at `client_port` holds in its own copy of `stream` (raw protocol,
+// not the code under test).
+inline std::set<Key> keys_held(std::uint16_t client_port, const std::string& stream,
+                               std::uint32_t partitions) {
+  RawConnection c(client_port);
+  c.hello();
+  std::set<Key> keys;
+  for (std::uint32_t p = 0; p < partitions; ++p) {
+    for (auto& [k, v] : c.scan_all(stream, p)) keys.insert(k);
   }
   return keys;
 }

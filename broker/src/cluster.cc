@@ -12,7 +12,9 @@
 #include "membership/cluster_agent.h"
 #include "membership/membership.h"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
 #include <random>
@@ -154,8 +156,17 @@ class ClusterImpl final : public Cluster {
     return out;
   }
 
+  asio::awaitable<repair::RepairSummary> repair(const repair::RepairScope& scope) override {
+    // A named task, not a temporary inside co_await: GCC 12 destroys those twice.
+    auto task = [this, scope]() -> asio::awaitable<repair::RepairSummary> {
+      co_return co_await repairer_->run(scope);
+    };
+    co_return co_await asio::co_spawn(executor_, std::move(task), asio::use_awaitable);
+  }
+
   void stop() override {
     if (stopped_.exchange(true)) return;
+    if (repairer_) repairer_->stop();
     if (handoff_) handoff_->stop();
     if (driver_) driver_->stop();
     agent_.reset();
@@ -206,6 +217,7 @@ class ClusterImpl final : public Cluster {
   std::unique_ptr<BrokerReplicaWriter> writer_;
   std::unique_ptr<ReplicatingCoordinator> coordinator_;
   std::unique_ptr<HintedHandoff> handoff_;
+  std::unique_ptr<repair::Repairer> repairer_;
   std::string gossip_address_;
   std::atomic<bool> stopped_{false};
 };
@@ -259,6 +271,14 @@ Status ClusterImpl::init(const std::string& client_address, const std::string& p
   handoff_ = std::make_unique<HintedHandoff>(store_, storage_pool_, *peers_, views_, options_.gossip_interval,
                                              options_.replica_timeout, log_);
   handoff_->start(executor_);
+  repair::RepairerOptions rep;
+  rep.interval = options_.repair_interval;
+  rep.bytes_per_sec = options_.repair_bytes_per_sec;
+  rep.interval_ms = static_cast<std::uint64_t>(options_.partition_interval.count());
+  rep.request_timeout = options_.produce_timeout;
+  repairer_ = std::make_unique<repair::Repairer>(executor_, node_id_, store_, storage_pool_, *peers_,
+                                                 views_, rep, log_);
+  repairer_->start();
   log_->info("broker {} joined membership on {} (cluster {}, zone {}, region {}, replication factor {}, {} seeds, {})",
              node_id_, membership_->address(), options_.cluster_name, options_.zone, options_.region,
              options_.replication_factor, options_.seeds.size(), to_string(state.lifecycle));

@@ -15,8 +15,10 @@
 #include "alldata/protocol/error.h"
 #include "alldata/storage/event_store.h"
 #include "membership/cluster_view.h"
+#include "repair/repairer.h"
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <spdlog/logger.h>
 
@@ -55,7 +57,10 @@ class Cluster {
   // The replica set (node ids, preference order) of each partition of `stream`, as
   // placement computes it from the current view. Thread-safe.
   virtual std::vector<std::vector<std::string>> replica_sets(std::string_view stream) const = 0;
-  // Stops membership, handoff and peer connections. Call on the cluster executor's thread;
+  // One anti-entropy run over `scope` (see repair/repairer.h); completes on the caller's
+  // executor. Runs after one already in progress.
+  virtual boost::asio::awaitable<repair::RepairSummary> repair(const repair::RepairScope& scope) = 0;
+  // Stops membership, handoff, repair and peer connections. Call on the cluster executor's thread;
   // the executor must run until the returned cleanup is done.
   virtual void stop() = 0;
 };

@@ -78,6 +78,13 @@ int main(int argc, char** argv) {
   app.add_option("--replica-timeout", replica_timeout,
                  "A replica write taking longer is replaced by a hint on the next broker")
       ->capture_default_str();
+  std::string repair_interval = "10m";
+  app.add_option("--repair-interval", repair_interval,
+                 "Run anti-entropy repair this often in the background (0: only on demand)")
+      ->capture_default_str();
+  app.add_option("--repair-bytes-per-sec", o.repair_bytes_per_sec,
+                 "Copy at most this many event bytes per second during repair (0: no limit)")
+      ->capture_default_str();
   app.add_option("--node-id", o.node_id, "Name of this broker (default: the stored one, or new)");
   app.add_option("--sync", sync, "on: acknowledge after the WAL is fsynced; off: after write()")
       ->check(CLI::IsMember({"on", "off"}))
@@ -128,7 +135,9 @@ int main(int argc, char** argv) {
       !apply_duration("max-key-skew", skew, o.max_key_skew) ||
       !apply_duration("gossip-interval", gossip_interval, o.gossip_interval) ||
       !apply_duration("reap-after", reap_after, o.reap_after) ||
-      !apply_duration("replica-timeout", replica_timeout, o.replica_timeout)) {
+      !apply_duration("replica-timeout", replica_timeout, o.replica_timeout) ||
+      (repair_interval == "0" ? (o.repair_interval = std::chrono::milliseconds(0), false)
+                              : !apply_duration("repair-interval", repair_interval, o.repair_interval))) {
     return 2;
   }
 

@@ -87,7 +87,9 @@ class PeerClient::Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<Status> call(Kind kind, const storage::EventBatch& batch,
                                const std::optional<std::string>& hint_for,
                                std::chrono::milliseconds timeout) {
-    auto build = [&](wire::Request::Builder req) {
+    // A named std::function: a conversion inside co_await would make a temporary GCC 12
+    // destroys twice.
+    const RequestBuilder build = [&](wire::Request::Builder req) {
       auto fill = [&](auto r) {
         r.setStream(protocol::text(batch.stream()));
         r.setPartition(batch.partition());
@@ -337,10 +339,10 @@ asio::awaitable<Status> PeerClient::send_here(const std::string& node_id,
 }
 
 asio::awaitable<Result<protocol::FrameBuffer>> PeerClient::request(
-    const std::string& node_id, const std::string& address, RequestBuilder build,
+    const std::string& node_id, const std::string& address, const RequestBuilder& build,
     std::size_t size_hint, std::chrono::milliseconds timeout, std::uint64_t* sent_bytes) {
   // A named task, not a temporary inside co_await: GCC 12 destroys those twice.
-  auto task = [this, &node_id, &address, build = std::move(build), size_hint, timeout,
+  auto task = [this, &node_id, &address, &build, size_hint, timeout,
                sent_bytes]() -> asio::awaitable<Result<protocol::FrameBuffer>> {
     if (closed_) co_return Error(ErrorCode::kShuttingDown, "the broker is stopping");
     auto c = connection(node_id, address);

@@ -187,6 +187,10 @@ bool Session::dispatch(protocol::FrameBuffer frame) {
       asio::co_spawn(ex, handle_metadata(correlation_id, metadata_streams, std::move(metadata_stream)),
                      on_done);
       return true;
+    case wire::Request::REPAIR:
+      ++in_flight_;
+      asio::co_spawn(ex, handle_repair(std::move(frame)), on_done);
+      return true;
     case wire::Request::REPLICATE:
     case wire::Request::DELIVER_HINTS:
       if (!peer_role_) {

@@ -63,6 +63,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Anti-entropy from a peer (session_repair.cc): digests, key listings, events by key.
   boost::asio::awaitable<void> handle_digest(protocol::FrameBuffer frame);
   boost::asio::awaitable<void> handle_fetch_range(protocol::FrameBuffer frame);
+  // A client asks for one anti-entropy run on this broker; answered when it ends.
+  boost::asio::awaitable<void> handle_repair(protocol::FrameBuffer frame);
 
   // Queues a response for the writer.
   void send(capnp::MessageBuilder& message);

@@ -184,4 +184,59 @@ asio::awaitable<void> Session::handle_fetch_range(protocol::FrameBuffer frame) {
   request_done();
 }
 
+asio::awaitable<void> Session::handle_repair(protocol::FrameBuffer frame) {
+  std::uint64_t correlation_id = 0;
+  repair::RepairScope scope;
+  try {
+    auto reader = protocol::make_reader(frame, ctx_.options.nesting_limit);
+    auto request = reader.getRoot<wire::Request>();
+    correlation_id = request.getCorrelationId();
+    auto r = request.getRepair();
+    scope.stream = protocol::view(r.getStream());
+    scope.from_ms = r.getFromMs();
+    scope.to_ms = r.getToMs();
+  } catch (const kj::Exception& e) {
+    send_error(correlation_id, Error(ErrorCode::kBadRequest,
+                                     std::string("malformed repair: ") + e.getDescription().cStr()));
+    request_done();
+    co_return;
+  }
+  frame = protocol::FrameBuffer();
+  if (!scope.stream.empty()) {
+    if (auto ok = validate_stream_name(scope.stream); !ok) {
+      send_error(correlation_id, ok.error());
+      request_done();
+      co_return;
+    }
+  }
+  repair::RepairSummary summary;  // a single broker has no other replica: nothing to do
+  if (ctx_.cluster != nullptr) {
+    ctx_.log.info("session {}: repair of {} requested", remote_,
+                  scope.stream.empty() ? std::string("every stream") : "stream " + scope.stream);
+    summary = co_await ctx_.cluster->repair(scope);
+  }
+  capnp::MallocMessageBuilder mb;
+  auto resp = mb.initRoot<wire::Response>();
+  resp.setCorrelationId(correlation_id);
+  resp.setError(wire::ErrorCode::OK);
+  auto r = resp.initRepair();
+  const auto& st = summary.stats;
+  r.setPartitions(summary.partitions);
+  r.setPairs(summary.pairs);
+  r.setPairsFailed(summary.pairs_failed);
+  r.setRangesCompared(st.ranges_compared);
+  r.setRangesDiffered(st.ranges_differed);
+  r.setKeysListed(st.keys_listed);
+  r.setEventsReceived(st.events_to_a);
+  r.setEventsSent(st.events_to_b);
+  r.setBytesReceived(st.bytes_to_a);
+  r.setBytesSent(st.bytes_to_b);
+  r.setBytesExchanged(summary.bytes_exchanged);
+  r.setSeconds(summary.seconds);
+  auto errors = r.initErrors(static_cast<unsigned>(summary.errors.size()));
+  for (unsigned i = 0; i < summary.errors.size(); ++i) errors.set(i, protocol::text(summary.errors[i]));
+  send(mb);
+  request_done();
+}
+
 }  // namespace alldata::broker

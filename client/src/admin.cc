@@ -31,9 +31,46 @@ class Admin::Impl {
     }
   }
 
+  Result<RepairReport> repair(std::string_view stream, std::uint64_t from_ms, std::uint64_t to_ms) {
+    auto r = detail::request_once<RepairReport>(
+        conn_,
+        [&](wire::Request::Builder request) {
+          auto repair = request.initRepair();
+          repair.setStream(protocol::text(stream));
+          repair.setFromMs(from_ms);
+          repair.setToMs(to_ms);
+        },
+        [](wire::Response::Reader resp, const std::string& address) -> Result<RepairReport> {
+          if (!resp.isRepair()) {
+            return detail::protocol_error("answer to repair carries no result", address);
+          }
+          return decode_repair(resp.getRepair());
+        });
+    if (!r && detail::breaks_connection(r.error().code)) conn_.drop();
+    return r;
+  }
+
   const BrokerInfo& broker() const { return conn_.info(); }
 
  private:
+  static RepairReport decode_repair(wire::RepairResult::Reader r) {
+    RepairReport out;
+    out.partitions = r.getPartitions();
+    out.pairs = r.getPairs();
+    out.pairs_failed = r.getPairsFailed();
+    out.ranges_compared = r.getRangesCompared();
+    out.ranges_differed = r.getRangesDiffered();
+    out.keys_listed = r.getKeysListed();
+    out.events_received = r.getEventsReceived();
+    out.events_sent = r.getEventsSent();
+    out.bytes_received = r.getBytesReceived();
+    out.bytes_sent = r.getBytesSent();
+    out.bytes_exchanged = r.getBytesExchanged();
+    out.seconds = r.getSeconds();
+    for (auto e : r.getErrors()) out.errors.emplace_back(protocol::view(e));
+    return out;
+  }
+
   BrokerConnection conn_;
 };
 
@@ -49,6 +86,11 @@ Admin::~Admin() = default;
 
 Result<ClusterMetadata> Admin::metadata(bool include_streams, std::string_view stream) {
   return impl_->metadata(include_streams, stream);
+}
+
+Result<RepairReport> Admin::repair(std::string_view stream, std::uint64_t from_ms,
+                                   std::uint64_t to_ms) {
+  return impl_->repair(stream, from_ms, to_ms);
 }
 
 const BrokerInfo& Admin::broker() const { return impl_->broker(); }

@@ -49,38 +49,17 @@ ClusterMetadata decode(wire::MetadataResult::Reader m) {
 
 Result<ClusterMetadata> request_metadata(BrokerConnection& conn, bool include_streams,
                                          std::string_view stream) {
-  if (auto ok = conn.connect(); !ok) return ok.error();
-  const std::uint64_t id = conn.next_id();
-  std::string frame;
-  {
-    capnp::MallocMessageBuilder message(64);
-    auto request = message.initRoot<wire::Request>();
-    request.setCorrelationId(id);
-    auto metadata = request.initMetadata();
-    metadata.setStreams(include_streams);
-    if (!stream.empty()) metadata.setStream(protocol::text(stream));
-    protocol::append_frame(message, frame);
-  }
-  if (auto ok = conn.write(frame); !ok) return ok.error();
-  for (;;) {
-    auto answer = conn.read();
-    if (!answer) return answer.error();
-    const std::string address = conn.info().address;
-    bool stale = false;
-    auto r = with_response(*answer, address,
-                           [&](wire::Response::Reader r) -> Result<ClusterMetadata> {
-      if (r.getCorrelationId() != id) {
-        stale = true;
-        return ClusterMetadata{};
-      }
-      if (r.getError() != wire::ErrorCode::OK) {
-        return broker_error(r.getError(), protocol::view(r.getMessage()), address);
-      }
-      if (!r.isMetadata()) return protocol_error("answer to metadata carries no result", address);
-      return decode(r.getMetadata());
-    });
-    if (!stale) return r;
-  }
+  return request_once<ClusterMetadata>(
+      conn,
+      [&](wire::Request::Builder request) {
+        auto metadata = request.initMetadata();
+        metadata.setStreams(include_streams);
+        if (!stream.empty()) metadata.setStream(protocol::text(stream));
+      },
+      [](wire::Response::Reader r, const std::string& address) -> Result<ClusterMetadata> {
+        if (!r.isMetadata()) return protocol_error("answer to metadata carries no result", address);
+        return decode(r.getMetadata());
+      });
 }
 
 }  // namespace alldata::client::detail

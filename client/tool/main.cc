@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
   register_produce(app, run);
   register_scan(app, run);
   register_cluster(app, run);
+  register_repair(app, run);
   register_bench(app, run);
   register_dev(app, run);
   CLI11_PARSE(app, argc, argv);

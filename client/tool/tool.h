@@ -26,6 +26,7 @@ using Runner = std::function<int()>;
 void register_produce(CLI::App& app, Runner& run);
 void register_scan(CLI::App& app, Runner& run);
 void register_cluster(CLI::App& app, Runner& run);
+void register_repair(CLI::App& app, Runner& run);
 void register_bench(CLI::App& app, Runner& run);
 void register_dev(CLI::App& app, Runner& run);
 

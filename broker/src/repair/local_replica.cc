@@ -21,7 +21,7 @@ asio::awaitable<Result<std::vector<storage::IntervalDigest>>> LocalReplica::inte
 }
 
 asio::awaitable<Result<std::vector<storage::RangeDigest>>> LocalReplica::range_digests(
-    const std::string& stream, std::uint32_t partition, std::vector<Key> bounds) {
+    const std::string& stream, std::uint32_t partition, const std::vector<Key>& bounds) {
   co_return co_await broker::on_pool(pool_, [&] {
     return store_.range_digests(stream, partition, bounds);
   });
@@ -37,7 +37,7 @@ asio::awaitable<Result<storage::KeyPage>> LocalReplica::keys(const std::string& 
 
 asio::awaitable<Result<storage::EventBatch>> LocalReplica::events(const std::string& stream,
                                                                   std::uint32_t partition,
-                                                                  std::vector<Key> keys,
+                                                                  const std::vector<Key>& keys,
                                                                   std::size_t max_bytes,
                                                                   std::optional<Key>* next) {
   co_return co_await broker::on_pool(pool_, [&] {

@@ -26,9 +26,9 @@ PeerReplica::PeerReplica(PeerClient& peers, std::string node_id, std::string add
     : peers_(peers), node_id_(std::move(node_id)), address_(std::move(address)),
       timeout_(timeout) {}
 
-asio::awaitable<Result<protocol::FrameBuffer>> PeerReplica::call(PeerClient::RequestBuilder build,
+asio::awaitable<Result<protocol::FrameBuffer>> PeerReplica::call(const PeerClient::RequestBuilder& build,
                                                                  std::size_t size_hint) {
-  auto answer = co_await peers_.request(node_id_, address_, std::move(build), size_hint, timeout_,
+  auto answer = co_await peers_.request(node_id_, address_, build, size_hint, timeout_,
                                         &sent_);
   if (answer) received_ += answer->size() + protocol::kFrameHeaderBytes;
   co_return answer;
@@ -45,7 +45,7 @@ asio::awaitable<Result<std::vector<storage::IntervalDigest>>> PeerReplica::inter
       d.setFromMs(from_ms);
       d.setToMs(to_ms);
   };
-  auto answer = co_await call(std::move(build), 64);
+  auto answer = co_await call(build, 64);
   if (!answer) co_return answer.error();
   try {
     auto reader = protocol::make_reader(*answer);
@@ -60,7 +60,7 @@ asio::awaitable<Result<std::vector<storage::IntervalDigest>>> PeerReplica::inter
 }
 
 asio::awaitable<Result<std::vector<storage::RangeDigest>>> PeerReplica::range_digests(
-    const std::string& stream, std::uint32_t partition, std::vector<Key> bounds) {
+    const std::string& stream, std::uint32_t partition, const std::vector<Key>& bounds) {
   // A named builder: GCC 12 mishandles temporaries with destructors in co_await.
   PeerClient::RequestBuilder build = [&](wire::Request::Builder req) {
       auto d = req.initDigest();
@@ -69,7 +69,7 @@ asio::awaitable<Result<std::vector<storage::RangeDigest>>> PeerReplica::range_di
       auto list = d.initBounds(static_cast<unsigned>(bounds.size()));
       for (unsigned i = 0; i < bounds.size(); ++i) list.set(i, protocol::data(bounds[i].view()));
   };
-  auto answer = co_await call(std::move(build), bounds.size() * 24 + 64);
+  auto answer = co_await call(build, bounds.size() * 24 + 64);
   if (!answer) co_return answer.error();
   try {
     auto reader = protocol::make_reader(*answer);
@@ -95,7 +95,7 @@ asio::awaitable<Result<storage::KeyPage>> PeerReplica::keys(const std::string& s
       f.setTo(protocol::data(to.view()));
       f.setMaxKeys(static_cast<std::uint32_t>(max_keys));
   };
-  auto answer = co_await call(std::move(build), 96);
+  auto answer = co_await call(build, 96);
   if (!answer) co_return answer.error();
   try {
     auto reader = protocol::make_reader(*answer);
@@ -126,7 +126,7 @@ asio::awaitable<Result<storage::KeyPage>> PeerReplica::keys(const std::string& s
 
 asio::awaitable<Result<storage::EventBatch>> PeerReplica::events(const std::string& stream,
                                                                  std::uint32_t partition,
-                                                                 std::vector<Key> keys,
+                                                                 const std::vector<Key>& keys,
                                                                  std::size_t /*max_bytes*/,
                                                                  std::optional<Key>* next) {
   // The peer bounds its answer by its own frame limit.
@@ -140,7 +140,7 @@ asio::awaitable<Result<storage::EventBatch>> PeerReplica::events(const std::stri
         std::memcpy(data.begin() + i * Key::kSize, keys[i].data(), Key::kSize);
       }
   };
-  auto answer = co_await call(std::move(build), keys.size() * Key::kSize + 96);
+  auto answer = co_await call(build, keys.size() * Key::kSize + 96);
   if (!answer) co_return answer.error();
   try {
     auto reader = protocol::make_reader(*answer);

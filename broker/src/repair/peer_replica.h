@@ -21,13 +21,13 @@ class PeerReplica final : public Replica {
       const std::string& stream, std::uint32_t partition, std::uint64_t from_ms,
       std::uint64_t to_ms) override;
   boost::asio::awaitable<Result<std::vector<storage::RangeDigest>>> range_digests(
-      const std::string& stream, std::uint32_t partition, std::vector<Key> bounds) override;
+      const std::string& stream, std::uint32_t partition, const std::vector<Key>& bounds) override;
   boost::asio::awaitable<Result<storage::KeyPage>> keys(const std::string& stream,
                                                         std::uint32_t partition, Key from, Key to,
                                                         std::size_t max_keys) override;
   boost::asio::awaitable<Result<storage::EventBatch>> events(const std::string& stream,
                                                              std::uint32_t partition,
-                                                             std::vector<Key> keys,
+                                                             const std::vector<Key>& keys,
                                                              std::size_t max_bytes,
                                                              std::optional<Key>* next) override;
   boost::asio::awaitable<Status> store(const storage::EventBatch& batch) override;
@@ -37,7 +37,7 @@ class PeerReplica final : public Replica {
   std::uint64_t bytes_received() const noexcept { return received_; }
 
  private:
-  boost::asio::awaitable<Result<protocol::FrameBuffer>> call(PeerClient::RequestBuilder build,
+  boost::asio::awaitable<Result<protocol::FrameBuffer>> call(const PeerClient::RequestBuilder& build,
                                                              std::size_t size_hint);
 
   PeerClient& peers_;

@@ -33,7 +33,7 @@ class Replica {
       std::uint64_t to_ms) = 0;
   // See EventStore::range_digests.
   virtual boost::asio::awaitable<Result<std::vector<storage::RangeDigest>>> range_digests(
-      const std::string& stream, std::uint32_t partition, std::vector<Key> bounds) = 0;
+      const std::string& stream, std::uint32_t partition, const std::vector<Key>& bounds) = 0;
   // See EventStore::keys.
   virtual boost::asio::awaitable<Result<storage::KeyPage>> keys(const std::string& stream,
                                                                 std::uint32_t partition, Key from,
@@ -41,7 +41,7 @@ class Replica {
   // The events stored under `keys` (ascending), at most about `max_bytes` of them; `*next`
   // is the first key not read when the answer stopped early.
   virtual boost::asio::awaitable<Result<storage::EventBatch>> events(
-      const std::string& stream, std::uint32_t partition, std::vector<Key> keys,
+      const std::string& stream, std::uint32_t partition, const std::vector<Key>& keys,
       std::size_t max_bytes, std::optional<Key>* next) = 0;
   // Stores `batch` as a repair write (sealed intervals accept it; keys already stored are
   // kept as they are).

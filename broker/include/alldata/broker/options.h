@@ -43,6 +43,10 @@ struct BrokerOptions {
   std::uint32_t max_members = 10000;
   // One replica write may take this long before a hint on the next broker replaces it.
   std::chrono::milliseconds replica_timeout = std::chrono::seconds(5);
+  // Anti-entropy repair runs this often in the background (0: only on demand), copying at
+  // most this many event bytes per second (0: no limit). broker/README.md, "Anti-entropy".
+  std::chrono::milliseconds repair_interval = std::chrono::minutes(10);
+  std::uint64_t repair_bytes_per_sec = 64u << 20;
   // Stable name of the broker; empty = the one stored in data_dir, or a new one.
   std::string node_id;
   // Acknowledge writes only after the WAL is fsynced (on by default).

@@ -69,7 +69,7 @@ class PeerClient {
   // `sent_bytes` is set, the request's frame size is added to it (on the client's executor,
   // before completion).
   boost::asio::awaitable<Result<protocol::FrameBuffer>> request(
-      const std::string& node_id, const std::string& address, RequestBuilder build,
+      const std::string& node_id, const std::string& address, const RequestBuilder& build,
       std::size_t size_hint, std::chrono::milliseconds timeout,
       std::uint64_t* sent_bytes = nullptr);
 

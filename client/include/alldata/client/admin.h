@@ -53,6 +53,23 @@ struct ClusterMetadata {
   std::vector<std::vector<std::string>> replica_sets;
 };
 
+// What one anti-entropy run did on the broker asked (Admin::repair).
+struct RepairReport {
+  std::uint64_t partitions = 0;       // partitions of which that broker holds a replica
+  std::uint64_t pairs = 0;            // (partition, other replica) pairs compared
+  std::uint64_t pairs_failed = 0;
+  std::uint64_t ranges_compared = 0;  // intervals and sub-ranges whose digests were compared
+  std::uint64_t ranges_differed = 0;
+  std::uint64_t keys_listed = 0;
+  std::uint64_t events_received = 0;  // events that broker lacked and got
+  std::uint64_t events_sent = 0;      // events other replicas lacked and got from it
+  std::uint64_t bytes_received = 0;
+  std::uint64_t bytes_sent = 0;
+  std::uint64_t bytes_exchanged = 0;  // all repair traffic with other brokers
+  double seconds = 0;
+  std::vector<std::string> errors;    // the first few failures
+};
+
 // Not thread-safe. Holds one connection, opened by connect().
 class Admin {
  public:
@@ -67,6 +84,12 @@ class Admin {
   // What the connected broker reports. Retries on the next broker like the Scanner.
   // With `stream` set, replica_sets holds where each partition of that stream lives.
   Result<ClusterMetadata> metadata(bool include_streams = true, std::string_view stream = {});
+
+  // Runs anti-entropy repair on the connected broker over `stream` (empty: all) and the
+  // intervals holding a time in [from_ms, to_ms) (to_ms 0: now), and waits for it: set a
+  // request_timeout long enough for the data. Not retried on another broker (the run is
+  // that broker's). A single broker answers with an empty report.
+  Result<RepairReport> repair(std::string_view stream, std::uint64_t from_ms, std::uint64_t to_ms);
 
   const BrokerInfo& broker() const;
 

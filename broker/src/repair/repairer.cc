@@ -1,0 +1,182 @@
+#include "repair/repairer.h"
+
+#include "on_pool.h"
+#include "repair/local_replica.h"
+#include "repair/peer_replica.h"
+
+#include "alldata/protocol/framing.h"
+#include "alldata/protocol/wire.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <set>
+
+#include <kj/exception.h>
+
+namespace alldata::broker::repair {
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr std::size_t kMaxErrors = 5;
+
+std::uint64_t wall_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+}  // namespace
+
+Repairer::Repairer(asio::any_io_executor executor, std::string self_id, storage::EventStore& store,
+                   asio::thread_pool& storage_pool, PeerClient& peers, const ViewSource& views,
+                   RepairerOptions options, std::shared_ptr<spdlog::logger> log)
+    : executor_(executor), self_id_(std::move(self_id)), store_(store),
+      storage_pool_(storage_pool), peers_(peers), views_(views), options_(options),
+      log_(std::move(log)), wake_(executor) {}
+
+asio::awaitable<void> Repairer::throttle(std::uint64_t bytes) {
+  if (options_.bytes_per_sec == 0) co_return;
+  const auto now = std::chrono::steady_clock::now();
+  if (budget_until_ < now) budget_until_ = now;
+  budget_until_ += std::chrono::microseconds(bytes * 1'000'000 / options_.bytes_per_sec);
+  // Up to a quarter second of sending is allowed ahead of the budget.
+  if (budget_until_ - now > std::chrono::milliseconds(250)) {
+    asio::steady_timer t(executor_);
+    t.expires_at(budget_until_ - std::chrono::milliseconds(250));
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+asio::awaitable<RepairSummary> Repairer::run(const RepairScope& scope) {
+  while (busy_) {
+    asio::steady_timer t(executor_);
+    t.expires_after(std::chrono::milliseconds(100));
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  busy_ = true;
+  const auto started = std::chrono::steady_clock::now();
+  RepairSummary summary;
+  // Every interval holding a time in [from, to).
+  const std::uint64_t from_ms = scope.from_ms - scope.from_ms % options_.interval_ms;
+  const std::uint64_t to_ms = scope.to_ms != 0 ? scope.to_ms : wall_ms() + 1;
+  std::vector<std::string> streams;
+  if (scope.stream.empty()) {
+    streams = co_await known_streams();
+  } else {
+    streams = {scope.stream};
+  }
+  LocalReplica local(self_id_, store_, storage_pool_, options_.request_timeout);
+  const RepairLimits limits;
+  const Throttle throttle = [this](std::uint64_t bytes) { return this->throttle(bytes); };
+  for (const auto& stream : streams) {
+    for (std::uint32_t p = 0; !stopping_; ++p) {
+      auto view = views_.view();
+      if (!view || p >= view->placement().partitions()) break;
+      const auto placement = view->placement().stream(stream);
+      const auto& list = placement->partitions[p];
+      const std::size_t owners =
+          std::min<std::size_t>(view->placement().policy().replication_factor, list.size());
+      const auto self = view->placement().index_of(self_id_);
+      if (!self || std::find(list.begin(), list.begin() + owners, *self) == list.begin() + owners) {
+        continue;  // not a replica of this partition
+      }
+      ++summary.partitions;
+      for (std::size_t i = 0; i < owners && !stopping_; ++i) {
+        const std::uint32_t other = list[i];
+        if (other == *self || !view->live(other)) continue;
+        const std::string& node = view->placement().members()[other].node_id;
+        const ViewMember* m = view->member(node);
+        if (m == nullptr || m->peer_address.empty()) continue;
+        PeerReplica remote(peers_, node, m->peer_address, options_.request_timeout);
+        ++summary.pairs;
+        auto r = co_await repair_partition(local, remote, stream, p, from_ms, to_ms,
+                                           options_.interval_ms, limits, throttle);
+        summary.bytes_exchanged += remote.bytes_sent() + remote.bytes_received();
+        if (r) {
+          summary.stats += *r;
+        } else {
+          ++summary.pairs_failed;
+          if (summary.errors.size() < kMaxErrors) {
+            summary.errors.push_back(stream + "/" + std::to_string(p) + " with " + node + ": " +
+                                     r.error().to_string());
+          }
+        }
+      }
+    }
+  }
+  summary.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  busy_ = false;
+  co_return summary;
+}
+
+asio::awaitable<std::vector<std::string>> Repairer::known_streams() {
+  // This broker's, and every live member's: a broker that lost its disk knows none.
+  std::set<std::string> all;
+  // Named results, never temporaries inside a co_await expression: GCC 12 destroys those
+  // twice.
+  auto local_streams = co_await on_pool(storage_pool_, [this] { return store_.streams(); });
+  all.insert(local_streams.begin(), local_streams.end());
+  auto view = views_.view();
+  if (view) {
+    for (const auto& m : view->members()) {
+      if (m.self || !m.live() || m.peer_address.empty()) continue;
+      PeerClient::RequestBuilder build = [](wire::Request::Builder req) {
+        req.initMetadata().setStreams(true);
+      };
+      auto answer = co_await peers_.request(m.node_id, m.peer_address, build, 64,
+                                            options_.request_timeout);
+      if (!answer) {
+        log_->debug("repair: cannot list the streams of {}: {}", m.node_id,
+                    answer.error().to_string());
+        continue;
+      }
+      try {
+        auto reader = protocol::make_reader(*answer);
+        for (auto s : reader.getRoot<wire::Response>().getMetadata().getStreams()) {
+          all.emplace(protocol::view(s));
+        }
+      } catch (const kj::Exception& e) {
+        log_->warn("repair: undecodable stream list from {}", m.node_id);
+      }
+    }
+  }
+  co_return std::vector<std::string>(all.begin(), all.end());
+}
+
+void Repairer::start() {
+  if (options_.interval.count() <= 0) return;
+  asio::co_spawn(executor_, background(), asio::detached);
+}
+
+void Repairer::stop() {
+  stopping_ = true;
+  wake_.cancel();
+}
+
+asio::awaitable<void> Repairer::background() {
+  while (!stopping_) {
+    wake_.expires_after(options_.interval);
+    co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (stopping_) break;
+    const RepairScope everything;
+    const RepairSummary s = co_await run(everything);
+    const auto& st = s.stats;
+    const auto level = st.events_to_a + st.events_to_b > 0 || s.pairs_failed > 0
+                           ? spdlog::level::info
+                           : spdlog::level::debug;
+    log_->log(level,
+              "repair: {} partitions, {} replica pairs ({} failed), {} ranges compared, {} "
+              "differed, {} events received, {} sent, {:.1f} s{}{}",
+              s.partitions, s.pairs, s.pairs_failed, st.ranges_compared, st.ranges_differed,
+              st.events_to_a, st.events_to_b, s.seconds, s.errors.empty() ? "" : "; first error: ",
+              s.errors.empty() ? std::string() : s.errors.front());
+  }
+}
+
+}  // namespace alldata::broker::repair

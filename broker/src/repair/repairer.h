@@ -1,0 +1,89 @@
+// A broker's anti-entropy: for every (stream, partition) this broker holds a replica of, it
+// compares its copy with each other live replica's and copies to each side what the other
+// lacks (range_repair.h). It runs in the background every `interval` and on demand
+// (`alldata repair`); one run at a time. Copies are throttled to `bytes_per_sec`.
+//
+// Executors: everything runs on the executor given (the cluster's); reads and writes of the
+// local store run on the storage pool. Streams are the ones this broker's store knows and
+// the ones the other live members report (a broker that lost its disk knows none).
+#pragma once
+
+#include "alldata/broker/peer_client.h"
+#include "alldata/storage/event_store.h"
+#include "membership/cluster_view.h"
+#include "repair/range_repair.h"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <spdlog/logger.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace alldata::broker::repair {
+
+struct RepairerOptions {
+  std::chrono::milliseconds interval = std::chrono::minutes(10);  // 0: no background runs
+  std::uint64_t bytes_per_sec = 64u << 20;                        // 0: no limit
+  std::uint64_t interval_ms = 3'600'000;                          // the store's interval
+  std::chrono::milliseconds request_timeout = std::chrono::seconds(30);
+};
+
+// What one run covers: `stream` (empty: every stream), the intervals holding a time in
+// [from_ms, to_ms) (to_ms 0: up to now).
+struct RepairScope {
+  std::string stream;
+  std::uint64_t from_ms = 0;
+  std::uint64_t to_ms = 0;
+};
+
+struct RepairSummary {
+  RepairStats stats;
+  std::uint64_t partitions = 0;      // (stream, partition) replicas of this broker compared
+  std::uint64_t pairs = 0;           // (partition, other replica) pairs compared
+  std::uint64_t pairs_failed = 0;    // of those, the ones that stopped with an error
+  std::uint64_t bytes_exchanged = 0; // request and answer frames with other brokers
+  std::vector<std::string> errors;   // the first few, "stream/partition with node: reason"
+  double seconds = 0;
+};
+
+class Repairer {
+ public:
+  // Borrows everything; all must outlive the repairer.
+  Repairer(boost::asio::any_io_executor executor, std::string self_id, storage::EventStore& store,
+           boost::asio::thread_pool& storage_pool, PeerClient& peers, const ViewSource& views,
+           RepairerOptions options, std::shared_ptr<spdlog::logger> log);
+
+  // One run over `scope`; waits for a run in progress to end first. On the executor.
+  boost::asio::awaitable<RepairSummary> run(const RepairScope& scope);
+
+  // Starts the background runs (if interval > 0); stop() ends them. On the executor.
+  void start();
+  void stop();
+
+ private:
+  boost::asio::awaitable<void> background();
+  // The streams this broker's store knows and those every live member reports.
+  boost::asio::awaitable<std::vector<std::string>> known_streams();
+  boost::asio::awaitable<void> throttle(std::uint64_t bytes);
+
+  boost::asio::any_io_executor executor_;
+  std::string self_id_;
+  storage::EventStore& store_;
+  boost::asio::thread_pool& storage_pool_;
+  PeerClient& peers_;
+  const ViewSource& views_;
+  RepairerOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  boost::asio::steady_timer wake_;
+  bool busy_ = false;
+  bool stopping_ = false;
+  std::chrono::steady_clock::time_point budget_until_{};  // throttle: when the bytes sent are paid
+};
+
+}  // namespace alldata::broker::repair
