@@ -187,7 +187,10 @@ TEST_F(RepairNetTest, AContiguousGapCostsAboutWhatIsMissing) {
   partial.insert(partial.end(), keys.begin() + static_cast<std::ptrdiff_t>(gap_to), keys.end());
   const std::uint64_t data_bytes = put(0, keys);
   put(1, partial);
+  const auto started = std::chrono::steady_clock::now();
   const Outcome o = repair();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   EXPECT_EQ(o.stats.events_to_b, gap_to - gap_from);
   // The driver relays every copied event twice (fetched from one, stored on the other), each
   // time with Cap'n Proto's framing of an Event (about 1.4 x its record bytes at 100-byte
@@ -195,11 +198,14 @@ TEST_F(RepairNetTest, AContiguousGapCostsAboutWhatIsMissing) {
   EXPECT_LT(o.wire_bytes, 3 * o.stats.bytes_to_b + data_bytes / 20)
       << o.wire_bytes << " bytes exchanged, " << o.stats.bytes_to_b << " copied";
   std::printf("replica missing a contiguous %zu of %zu events: %llu events (%llu bytes) copied, "
-              "%llu bytes exchanged in all, %llu keys listed\n",
+              "%llu bytes exchanged in all, %llu keys listed, %.2f s (%.0f events/s, %.1f MB/s "
+              "copied)\n",
               gap_to - gap_from, keys.size(), static_cast<unsigned long long>(o.stats.events_to_b),
               static_cast<unsigned long long>(o.stats.bytes_to_b),
               static_cast<unsigned long long>(o.wire_bytes),
-              static_cast<unsigned long long>(o.stats.keys_listed));
+              static_cast<unsigned long long>(o.stats.keys_listed), seconds,
+              static_cast<double>(o.stats.events_to_b) / seconds,
+              static_cast<double>(o.stats.bytes_to_b) / seconds / 1e6);
 }
 
 TEST_F(RepairNetTest, RepairRequestsAreRefusedOnAClientSession) {

@@ -62,7 +62,7 @@ class PartitionRepair {
                                   pair.first.count + pair.second.count, 0);
       if (!s) co_return s;
     }
-    co_return Status{};
+    co_return co_await flush();
   }
 
   RepairStats stats;
@@ -80,10 +80,20 @@ class PartitionRepair {
     if (da->size() + 1 != bounds.size() || db->size() + 1 != bounds.size()) {
       co_return Error(ErrorCode::kProtocolError, "a replica answered digests for other pieces");
     }
+    std::size_t holding = 0;
+    std::size_t differing = 0;
     for (std::size_t i = 0; i + 1 < bounds.size(); ++i) {
       ++stats.ranges_compared;
+      holding += (*da)[i].count + (*db)[i].count > 0 ? 1 : 0;
       if ((*da)[i] == (*db)[i]) continue;
       ++stats.ranges_differed;
+      ++differing;
+    }
+    // A difference spread over (nearly) every piece: going deeper would read the whole
+    // range again per level and prune nothing, so compare it key by key now.
+    if (holding >= 4 && differing * 4 >= holding * 3) co_return co_await leaf(from, to);
+    for (std::size_t i = 0; i + 1 < bounds.size(); ++i) {
+      if ((*da)[i] == (*db)[i]) continue;
       Status s = co_await compare(bounds[i], bounds[i + 1], (*da)[i].count + (*db)[i].count,
                                   depth + 1);
       if (!s) co_return s;
@@ -91,10 +101,17 @@ class PartitionRepair {
     co_return Status{};
   }
 
-  // Lists both sides' keys of [from, to) page by page and copies what either lacks.
+  // Copies what is still pending (the caller's last step).
+  asio::awaitable<Status> flush() {
+    if (Status s = co_await copy(b_, a_, to_a_, true); !s) co_return s;
+    co_return co_await copy(a_, b_, to_b_, false);
+  }
+
+  // Lists both sides' keys of [from, to) page by page and queues what either lacks; copies
+  // go out in chunks of `copy_keys`, across leaves (leaves are visited in key order).
   asio::awaitable<Status> leaf(Key from, Key to) {
-    std::vector<Key> to_a;  // keys b has and a lacks
-    std::vector<Key> to_b;
+    std::vector<Key>& to_a = to_a_;
+    std::vector<Key>& to_b = to_b_;
     Key cursor = from;
     while (cursor < to) {
       auto ka = co_await a_.keys(stream_, partition_, cursor, to, limits_.key_page);
@@ -128,8 +145,7 @@ class PartitionRepair {
       }
       cursor = upto;
     }
-    if (Status s = co_await copy(b_, a_, to_a, true); !s) co_return s;
-    co_return co_await copy(a_, b_, to_b, false);
+    co_return Status{};
   }
 
   // Copies the events of `keys` from `source` to `target`; empties `keys`.
@@ -159,6 +175,8 @@ class PartitionRepair {
     co_return Status{};
   }
 
+  std::vector<Key> to_a_;  // keys b has and a lacks, not copied yet
+  std::vector<Key> to_b_;
   Replica& a_;
   Replica& b_;
   const std::string& stream_;

@@ -5,7 +5,8 @@
 // they differ, split the range by time into `fanout` pieces and compare those digests, down
 // to pieces holding at most `leaf_keys` keys on both sides together (or one millisecond);
 // there, list both sides' keys and copy each missing event to the side that lacks it, as a
-// repair write. Identical replicas cost one digest per interval; a difference costs the
+// repair write. When three quarters or more of a range's pieces differ, the difference is
+// spread out and splitting further would prune nothing: that range is listed at once. Identical replicas cost one digest per interval; a difference costs the
 // digests on the path to it, the key lists of its leaves, and the missing events.
 //
 // Memory is bounded by one key page per side and one copy chunk, whatever the range holds.
