@@ -586,6 +586,58 @@ TEST_F(EventStoreTest, HintsAreDeletedOnlyWhenAsked) {
   EXPECT_TRUE(store_->pending_hints().empty());
 }
 
+TEST_F(EventStoreTest, HintPagesResumeAfterTheLastOneRead) {
+  open();
+  const auto keys = keys_at(kT0, 30, 1);
+  ASSERT_TRUE(write_hint(*store_, "b1", batch_of("s", 0, keys)));
+  std::vector<Key> seen;
+  std::string resume;
+  for (int pages = 0; pages < 10; ++pages) {
+    auto page = store_->read_hints("b1", 7, resume);
+    ASSERT_TRUE(page) << page.error().to_string();
+    for (const auto& b : page->batches) {
+      b.for_each([&](const Key& k, std::string_view, std::span<const HeaderView>) {
+        seen.push_back(k);
+      });
+      // Delivered: deleted. The next page must not need to walk over them again.
+      ASSERT_TRUE(store_->delete_hints("b1", b));
+    }
+    if (page->done) break;
+    resume = page->resume_after;
+  }
+  EXPECT_EQ(seen, keys);
+  EXPECT_TRUE(store_->pending_hints().empty());
+}
+
+TEST_F(EventStoreTest, HintsForOneTargetAreBoundedInBytes) {
+  Options o = options();
+  o.max_hint_bytes_per_target = 4000;
+  open(o);
+  // batch_of() makes ~60-byte values; hint keys are 1 + 2 + 1 + 4 + 16 + target bytes.
+  const auto first = keys_at(kT0, 30, 1);
+  ASSERT_TRUE(write_hint(*store_, "b1", batch_of("s", 0, first)));
+  const std::uint64_t held = store_->pending_hint_bytes("b1");
+  EXPECT_GT(held, 30u * 80);
+  EXPECT_LE(held, 4000u);
+  // Past the bound: refused whole, nothing stored; other targets are not affected.
+  const Status over = write_hint(*store_, "b1", batch_of("s", 0, keys_at(kT0 + 1000, 30, 1)));
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code, ErrorCode::kOverloaded);
+  EXPECT_NE(over.error().message.find("b1"), std::string::npos) << over.error().message;
+  EXPECT_EQ(store_->pending_hints().at("b1"), 30u);
+  EXPECT_TRUE(write_hint(*store_, "b2", batch_of("s", 0, keys_at(kT0 + 1000, 30, 1))));
+  // A retry of what is held adds nothing, so it passes.
+  EXPECT_TRUE(write_hint(*store_, "b1", batch_of("s", 0, first)));
+  // Delivered hints free their bytes; the count survives a restart.
+  auto page = store_->read_hints("b1", 10);
+  ASSERT_TRUE(page);
+  ASSERT_TRUE(store_->delete_hints("b1", page->batches[0]));
+  EXPECT_LT(store_->pending_hint_bytes("b1"), held);
+  const std::uint64_t now_held = store_->pending_hint_bytes("b1");
+  open(o);
+  EXPECT_EQ(store_->pending_hint_bytes("b1"), now_held);
+}
+
 TEST_F(EventStoreTest, OldestHintTimeBoundsEveryPendingHint) {
   open();
   EXPECT_FALSE(store_->oldest_hint_ms());

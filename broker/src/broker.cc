@@ -151,6 +151,7 @@ Status BrokerImpl::init() {
   so.interval = options_.partition_interval;
   so.seal_after = std::max(options_.partition_interval, 2 * options_.max_key_skew);
   so.max_queued_bytes = options_.max_write_queue_bytes;
+  so.max_hint_bytes_per_target = options_.max_hint_bytes_per_node;
   so.logger = logger_;
   auto store = storage::EventStore::open(so);
   if (!store) return store.error();

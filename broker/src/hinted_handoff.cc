@@ -58,11 +58,14 @@ asio::awaitable<void> HintedHandoff::loop(asio::any_io_executor executor) {
 asio::awaitable<bool> HintedHandoff::deliver(const std::string& target, const std::string& address,
                                              bool first_failure) {
   std::uint64_t delivered = 0;
+  // Each page starts after the last: the hints delivered before are deleted, and walking
+  // over their tombstones again would make every page slower than the one before.
+  std::string resume_after;
   for (int pages = 0; pages < 100 && !stopping_; ++pages) {
     // Named lambdas and optionals, never temporaries with destructors inside a co_await
     // expression: GCC 12 destroys those twice.
-    auto read = [this, &target]() -> asio::awaitable<Result<storage::HintPage>> {
-      co_return store_.read_hints(target, 1000);
+    auto read = [this, &target, &resume_after]() -> asio::awaitable<Result<storage::HintPage>> {
+      co_return store_.read_hints(target, 1000, resume_after);
     };
     auto page = co_await asio::co_spawn(storage_pool_, read, asio::use_awaitable);
     if (!page) {
@@ -87,6 +90,7 @@ asio::awaitable<bool> HintedHandoff::deliver(const std::string& target, const st
       delivered += batch.size();
     }
     if (page->done || page->batches.empty()) break;
+    resume_after = std::move(page->resume_after);
   }
   if (delivered > 0) log_->info("delivered {} hinted events to {}", delivered, target);
   co_return true;

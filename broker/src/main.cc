@@ -85,6 +85,10 @@ int main(int argc, char** argv) {
   app.add_option("--repair-bytes-per-sec", o.repair_bytes_per_sec,
                  "Copy at most this many event bytes per second during repair (0: no limit)")
       ->capture_default_str();
+  app.add_option("--max-hint-bytes-per-node", o.max_hint_bytes_per_node,
+                 "Hints held for one other broker, in bytes at most; past it the copy is left to "
+                 "repair (0: no bound)")
+      ->capture_default_str();
   app.add_option("--node-id", o.node_id, "Name of this broker (default: the stored one, or new)");
   app.add_option("--sync", sync, "on: acknowledge after the WAL is fsynced; off: after write()")
       ->check(CLI::IsMember({"on", "off"}))

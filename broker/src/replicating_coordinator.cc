@@ -255,7 +255,8 @@ asio::awaitable<void> ReplicatingCoordinator::place(std::shared_ptr<Write> w, st
     if (!node_index) {
       ++w->lost;
       ++w->counters->lost;
-      w->logger->warn("no broker left to hold a hint for {} of {}: that copy is not stored",
+      w->logger->warn("no broker left to hold a hint for {} of {}: that copy is not stored "
+                      "(anti-entropy repair restores it from the others)",
                       owner, w->what);
       break;
     }
@@ -271,6 +272,15 @@ asio::awaitable<void> ReplicatingCoordinator::place(std::shared_ptr<Write> w, st
   }
   w->copy_done();
   w->check();
+}
+
+asio::awaitable<void> ReplicatingCoordinator::mirror(std::shared_ptr<Write> w, std::string node) {
+  std::optional<std::string> no_hint;  // named: GCC 12 destroys co_await temporaries twice
+  Status s = co_await attempt(w, node, std::move(no_hint));
+  if (!s) {
+    w->logger->debug("write of {} to joining broker {} failed (it pulls it later): {}", w->what,
+                     node, s.error().to_string());
+  }
 }
 
 ReplicatingCoordinator::ReplicatingCoordinator(const ViewSource& views, ReplicaWriter& writer,
@@ -343,6 +353,18 @@ asio::awaitable<Result<ProduceOutcome>> ReplicatingCoordinator::produce(
     asio::co_spawn(ex, place(w, i), [counters, logger](std::exception_ptr e) {
       --counters->in_flight;
       if (e) logger->error("replica placement coroutine ended with an exception");
+    });
+  }
+
+  // Joining brokers that will own this partition get the batch too, without counting
+  // toward the level and without hints: they pull what they miss before becoming owners.
+  for (const auto& node : view->joining_replicas(w->batch.stream(), w->batch.partition())) {
+    ++counters_->in_flight;
+    auto counters = counters_;
+    auto logger = options_.logger;
+    asio::co_spawn(ex, mirror(w, node), [counters, logger](std::exception_ptr e) {
+      --counters->in_flight;
+      if (e) logger->error("joining-replica write coroutine ended with an exception");
     });
   }
 

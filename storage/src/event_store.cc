@@ -85,7 +85,7 @@ void EventStore::write_hint(std::string_view, EventBatch, std::function<void(Sta
   done(Error(ErrorCode::kInternal, "write_hint() is not supported by this store"));
 }
 
-Result<HintPage> EventStore::read_hints(std::string_view, std::size_t) {
+Result<HintPage> EventStore::read_hints(std::string_view, std::size_t, std::string_view) {
   return Error(ErrorCode::kInternal, "read_hints() is not supported by this store");
 }
 

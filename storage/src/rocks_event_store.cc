@@ -274,8 +274,9 @@ Status RocksEventStore::count_hints() {
     const auto h = layout::parse_hint_key(std::string_view(it->key().data(), it->key().size()));
     if (!h) return Error(ErrorCode::kStorageError, "corrupt hint key in " + options_.path);
     auto c = hint_counts_.find(h->target);
-    if (c == hint_counts_.end()) c = hint_counts_.emplace(std::string(h->target), 0).first;
-    ++c->second;
+    if (c == hint_counts_.end()) c = hint_counts_.emplace(std::string(h->target), HintTotals{}).first;
+    c->second.events += 1;
+    c->second.bytes += it->key().size() + it->value().size();
     ++total;
     const std::uint64_t t = Key::from_raw(reinterpret_cast<const std::uint8_t*>(h->key16)).time_ms();
     if (!oldest_hint_ms_ || t < *oldest_hint_ms_) oldest_hint_ms_ = t;
@@ -289,7 +290,8 @@ Status RocksEventStore::count_hints() {
 }
 
 Result<HintPage> RocksEventStore::read_hints(std::string_view target_node_id,
-                                             std::size_t max_events) {
+                                             std::size_t max_events,
+                                             std::string_view resume_after) {
   HintPage page;
   rocksdb::ColumnFamilyHandle* const hints_cf = hints_cf_.load();
   if (hints_cf == nullptr) return page;  // no hint was ever written
@@ -300,11 +302,21 @@ Result<HintPage> RocksEventStore::read_hints(std::string_view target_node_id,
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, hints_cf));
   std::vector<HeaderView> headers;
   const std::size_t limit = std::max<std::size_t>(1, max_events);
-  for (it->Seek(prefix_slice); it->Valid() && it->key().starts_with(prefix_slice); it->Next()) {
+  const bool resume = !resume_after.empty() && resume_after.starts_with(prefix);
+  if (resume) {
+    it->Seek(rocksdb::Slice(resume_after.data(), resume_after.size()));
+    if (it->Valid() && it->key() == rocksdb::Slice(resume_after.data(), resume_after.size())) {
+      it->Next();
+    }
+  } else {
+    it->Seek(prefix_slice);
+  }
+  for (; it->Valid() && it->key().starts_with(prefix_slice); it->Next()) {
     if (page.events >= limit) {
       page.done = false;
       break;
     }
+    page.resume_after.assign(it->key().data(), it->key().size());
     const auto h = layout::parse_hint_key(std::string_view(it->key().data(), it->key().size()));
     if (!h || h->target != target_node_id) {
       return Error(ErrorCode::kStorageError, "corrupt hint key for " + std::string(target_node_id));
@@ -335,6 +347,7 @@ Status RocksEventStore::delete_hints(std::string_view target_node_id,
   rocksdb::WriteBatch wb;
   std::set<std::string> seen;
   std::uint64_t removed = 0;
+  std::uint64_t removed_bytes = 0;
   std::string existing;
   std::lock_guard lk(hints_mu_);
   rocksdb::ColumnFamilyHandle* const hints_cf = hints_cf_.load();
@@ -351,6 +364,7 @@ Status RocksEventStore::delete_hints(std::string_view target_node_id,
     if (!seen.insert(key).second) continue;
     wb.Delete(hints_cf, key);
     ++removed;
+    removed_bytes += key.size() + existing.size();
   }
   if (removed == 0) return {};
   rocksdb::WriteOptions wo;
@@ -360,8 +374,9 @@ Status RocksEventStore::delete_hints(std::string_view target_node_id,
   }
   auto c = hint_counts_.find(target_node_id);
   if (c != hint_counts_.end()) {
-    c->second -= std::min(c->second, removed);
-    if (c->second == 0) hint_counts_.erase(c);
+    c->second.events -= std::min(c->second.events, removed);
+    c->second.bytes -= std::min(c->second.bytes, removed_bytes);
+    if (c->second.events == 0) hint_counts_.erase(c);
   }
   // Kept as a lower bound while any hint is pending; exact again once none is.
   if (hint_counts_.empty()) oldest_hint_ms_.reset();
@@ -375,7 +390,15 @@ std::optional<std::uint64_t> RocksEventStore::oldest_hint_ms() const {
 
 std::map<std::string, std::uint64_t> RocksEventStore::pending_hints() const {
   std::lock_guard lk(hints_mu_);
-  return std::map<std::string, std::uint64_t>(hint_counts_.begin(), hint_counts_.end());
+  std::map<std::string, std::uint64_t> out;
+  for (const auto& [target, totals] : hint_counts_) out.emplace(target, totals.events);
+  return out;
+}
+
+std::uint64_t RocksEventStore::pending_hint_bytes(std::string_view target_node_id) const {
+  std::lock_guard lk(hints_mu_);
+  auto c = hint_counts_.find(target_node_id);
+  return c == hint_counts_.end() ? 0 : c->second.bytes;
 }
 
 // ---- reads ---------------------------------------------------------------------------------

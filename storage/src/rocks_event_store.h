@@ -85,9 +85,11 @@ class RocksEventStore final : public EventStore {
   const Options& options() const override { return options_; }
   void write_hint(std::string_view target_node_id, EventBatch batch,
                   std::function<void(Status)> done) override;
-  Result<HintPage> read_hints(std::string_view target_node_id, std::size_t max_events) override;
+  Result<HintPage> read_hints(std::string_view target_node_id, std::size_t max_events,
+                              std::string_view resume_after) override;
   Status delete_hints(std::string_view target_node_id, const EventBatch& delivered) override;
   std::map<std::string, std::uint64_t> pending_hints() const override;
+  std::uint64_t pending_hint_bytes(std::string_view target_node_id) const override;
   std::optional<std::uint64_t> oldest_hint_ms() const override;
 
  private:
@@ -170,7 +172,11 @@ class RocksEventStore final : public EventStore {
   std::set<std::uint64_t> sealed_;  // interval starts; guarded by gate_mu_
 
   mutable std::mutex hints_mu_;
-  std::map<std::string, std::uint64_t, std::less<>> hint_counts_;  // guarded by hints_mu_
+  struct HintTotals {
+    std::uint64_t events = 0;
+    std::uint64_t bytes = 0;  // keys and values
+  };
+  std::map<std::string, HintTotals, std::less<>> hint_counts_;  // guarded by hints_mu_
   std::optional<std::uint64_t> oldest_hint_ms_;                      // guarded by hints_mu_
 
   mutable std::shared_mutex catalog_mu_;

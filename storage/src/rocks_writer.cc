@@ -157,7 +157,7 @@ struct RocksEventStore::Group {
   std::map<std::tuple<std::uint64_t, std::uint32_t, std::uint32_t>, layout::Digest> digests;
   std::map<const KeyFrontier::Partition*, Overlay> overlays;
   std::set<std::string> hint_keys_seen;
-  std::map<std::string, std::uint64_t> new_hints;
+  std::map<std::string, HintTotals> new_hints;
   std::optional<std::uint64_t> new_hint_min_ms;  // oldest event time among new hints
   std::string read_value;                        // the last stored value read
   std::uint64_t events_ok = 0;
@@ -266,7 +266,10 @@ void RocksEventStore::commit_group(Group& g) {
     g.events_ok = g.batches_ok = g.duplicates = g.conflicts_skipped = 0;
     return;
   }
-  for (const auto& [target, n] : g.new_hints) hint_counts_[target] += n;
+  for (const auto& [target, n] : g.new_hints) {
+    hint_counts_[target].events += n.events;
+    hint_counts_[target].bytes += n.bytes;
+  }
   if (g.new_hint_min_ms && (!oldest_hint_ms_ || *g.new_hint_min_ms < *oldest_hint_ms_)) {
     oldest_hint_ms_ = g.new_hint_min_ms;
   }
@@ -479,27 +482,63 @@ bool RocksEventStore::put_event(Group& g, Cursor& c, std::size_t i, const char* 
 void RocksEventStore::add_hints(Group& g, std::size_t i) {
   const Pending& p = g.batches[i];
   const EventBatch& b = p.batch;
-  std::set<std::string>& seen = g.hint_keys_seen;
-  std::optional<std::uint64_t>& min_ms = g.new_hint_min_ms;
+  const std::string& target = *p.hint_target;
+  // Which keys are new, and their bytes, before anything is put: past the target's bound
+  // the whole batch is refused.
+  struct NewHint {
+    std::string key;
+    std::string_view value;
+    bool fresh;
+  };
+  std::vector<NewHint> hints;
+  HintTotals added;
+  std::optional<std::uint64_t> min_ms;
   RecordReader reader(b.records());
   const char* event_key;
   std::string_view value;
   std::string existing;
+  std::set<std::string> in_batch;
   while (reader.next(&event_key, &value)) {
-    std::string key = layout::hint_key(*p.hint_target, b.stream(), b.partition(), event_key);
-    write_batch_.Put(hints_cf_.load(), key, rocksdb::Slice(value.data(), value.size()));
-    const auto [at, first] = seen.insert(std::move(key));
-    if (!first) continue;  // twice in this group: counted once
-    const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), hints_cf_.load(), *at, &existing);
-    if (s.IsNotFound()) {
-      ++g.new_hints[*p.hint_target];
-      const std::uint64_t t = Key::from_raw(reinterpret_cast<const std::uint8_t*>(event_key)).time_ms();
-      if (!min_ms || t < *min_ms) min_ms = t;
-    } else if (!s.ok()) {
-      g.failure = to_status(s, "cannot read the hints").error();
+    std::string key = layout::hint_key(target, b.stream(), b.partition(), event_key);
+    bool fresh = false;
+    // Twice in this group (or batch): counted once.
+    if (!g.hint_keys_seen.count(key) && in_batch.insert(key).second) {
+      const rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), hints_cf_.load(), key, &existing);
+      if (s.IsNotFound()) {
+        fresh = true;
+        added.events += 1;
+        added.bytes += key.size() + value.size();
+        const std::uint64_t t = time_of(event_key);
+        if (!min_ms || t < *min_ms) min_ms = t;
+      } else if (!s.ok()) {
+        g.failure = to_status(s, "cannot read the hints").error();
+        return;
+      }
+    }
+    hints.push_back({std::move(key), value, fresh});
+  }
+  if (options_.max_hint_bytes_per_target > 0 && added.bytes > 0) {
+    const auto held = hint_counts_.find(target);
+    const std::uint64_t before = (held == hint_counts_.end() ? 0 : held->second.bytes) +
+                                 g.new_hints[target].bytes;
+    if (before + added.bytes > options_.max_hint_bytes_per_target) {
+      g.errors[i] = Error(ErrorCode::kOverloaded,
+                          "hints held for " + target + " would reach " +
+                              std::to_string(before + added.bytes) + " bytes, over the bound of " +
+                              std::to_string(options_.max_hint_bytes_per_target) +
+                              " (--max-hint-bytes-per-node); anti-entropy repair restores that "
+                              "copy later");
       return;
     }
   }
+  for (auto& h : hints) {
+    write_batch_.Put(hints_cf_.load(), h.key, rocksdb::Slice(h.value.data(), h.value.size()));
+    if (h.fresh) g.hint_keys_seen.insert(std::move(h.key));
+  }
+  auto& totals = g.new_hints[target];
+  totals.events += added.events;
+  totals.bytes += added.bytes;
+  if (min_ms && (!g.new_hint_min_ms || *min_ms < *g.new_hint_min_ms)) g.new_hint_min_ms = min_ms;
 }
 
 }  // namespace alldata::storage

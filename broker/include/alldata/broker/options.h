@@ -46,6 +46,9 @@ struct BrokerOptions {
   // Anti-entropy repair runs this often in the background (0: only on demand), copying at
   // most this many event bytes per second (0: no limit). broker/README.md, "Anti-entropy".
   std::chrono::milliseconds repair_interval = std::chrono::minutes(10);
+  // Hints this broker holds for one other broker, in bytes at most; past it a copy for that
+  // broker goes to the next one of the failover order, or is left to repair (0: no bound).
+  std::uint64_t max_hint_bytes_per_node = 1ull << 30;
   std::uint64_t repair_bytes_per_sec = 64u << 20;
   // Stable name of the broker; empty = the one stored in data_dir, or a new one.
   std::string node_id;

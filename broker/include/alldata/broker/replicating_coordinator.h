@@ -117,6 +117,8 @@ class ReplicatingCoordinator final : public Coordinator {
   struct Write;
 
   static boost::asio::awaitable<void> place(std::shared_ptr<Write> w, std::size_t index);
+  // Writes the batch to a joining future owner; the outcome only logs.
+  static boost::asio::awaitable<void> mirror(std::shared_ptr<Write> w, std::string node);
   static boost::asio::awaitable<Status> attempt(std::shared_ptr<Write> w, std::string node,
                                                 std::optional<std::string> hint_for);
 

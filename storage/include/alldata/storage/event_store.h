@@ -45,6 +45,9 @@ struct Options {
   std::chrono::milliseconds seal_after = std::chrono::hours(1);
   // Bound of bytes queued for the writer thread; write() past it fails with kOverloaded.
   std::size_t max_queued_bytes = 256u << 20;
+  // Bound of the bytes (keys and values) of the hints held for one target; a hint write
+  // past it fails with kOverloaded and stores nothing. 0: no bound.
+  std::uint64_t max_hint_bytes_per_target = 0;
   // RocksDB block cache shared by all intervals.
   std::size_t block_cache_bytes = 128u << 20;
   // Receives the store's log lines; must not be null.
@@ -173,6 +176,9 @@ struct HintPage {
   std::size_t events = 0;
   // True when the target had no more hints at the time of the read.
   bool done = true;
+  // Where the next page starts (opaque): pass it to read_hints() to go on without walking
+  // over the hints deleted since (their tombstones stay until compaction).
+  std::string resume_after;
 };
 
 class EventStore {
@@ -269,14 +275,18 @@ class EventStore {
   // write(), with the same `done` contract and durability (Options::sync). Writing a hint
   // again (same target, stream, partition and key) stores it once. Intervals and sealing
   // do not apply. Errors: kBadRequest (empty target, or longer than 255 bytes),
-  // kInvalidStream, kOverloaded, kShuttingDown, kStorageError.
+  // kInvalidStream, kOverloaded (the queue bound, or the target's hints would pass
+  // Options::max_hint_bytes_per_target: nothing of the batch is stored), kShuttingDown,
+  // kStorageError.
   virtual void write_hint(std::string_view target_node_id, EventBatch batch,
                           std::function<void(Status)> done);
 
   // The first hints held for `target_node_id` (at most `max_events` events, at least one
   // when any exist). Read again after delete_hints() to get the next ones. Blocking;
   // thread-safe. Errors: kStorageError.
-  virtual Result<HintPage> read_hints(std::string_view target_node_id, std::size_t max_events);
+  // With `resume_after` (a HintPage::resume_after), reads the hints after that page.
+  virtual Result<HintPage> read_hints(std::string_view target_node_id, std::size_t max_events,
+                                      std::string_view resume_after = {});
 
   // Deletes the hints for `target_node_id` of every event in `delivered` (a batch from
   // read_hints() that the owner has acknowledged); hints not held are ignored. Deleting by
@@ -288,6 +298,8 @@ class EventStore {
   // Events held as hints, per intended owner (owners without hints are absent). Exact:
   // counted at open and kept current by write_hint() and delete_hints().
   virtual std::map<std::string, std::uint64_t> pending_hints() const;
+  // Bytes (keys and values) of the hints held for `target_node_id`, as the bound counts them.
+  virtual std::uint64_t pending_hint_bytes(std::string_view target_node_id) const { return 0; }
 
   // A lower bound of the event time (ms) of every pending hint, nullopt when none is
   // pending: events below it are all at their owners as far as this store knows. Exact
