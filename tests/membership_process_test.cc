@@ -21,39 +21,6 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
-// The lowest port the kernel hands out for bind(port 0) (ip_local_port_range).
-int ephemeral_low() {
-  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
-  int low = 32768;
-  in >> low;
-  return low;
-}
-
-// A port free for both UDP and TCP on 127.0.0.1 right now, below the kernel's ephemeral
-// range: the other tests running meanwhile bind port 0, so they never take it before the
-// broker that was given it starts.
-std::uint16_t free_membership_port() {
-  asio::io_context io;
-  const int high = std::min(ephemeral_low(), 65536) - 1;
-  std::uniform_int_distribution<int> pick(std::min(10000, high), high);
-  std::random_device seed;
-  std::mt19937 random(seed());
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    const auto port = static_cast<std::uint16_t>(pick(random));
-    const auto ip = asio::ip::make_address("127.0.0.1");
-    boost::system::error_code ec;
-    asio::ip::udp::socket udp(io);
-    udp.open(asio::ip::udp::v4(), ec);
-    if (!ec) udp.bind(asio::ip::udp::endpoint(ip, port), ec);
-    asio::ip::tcp::acceptor tcp(io);
-    if (!ec) tcp.open(asio::ip::tcp::v4(), ec);
-    if (!ec) tcp.bind(asio::ip::tcp::endpoint(ip, port), ec);
-    if (!ec) return port;
-  }
-  ADD_FAILURE() << "no free membership port";
-  return 0;
-}
-
 // Info about one member as broker `port` reports it.
 struct Seen {
   bool present = false;

@@ -4,6 +4,10 @@
 // set by tests/meson.build.
 #pragma once
 
+#include "alldata/protocol/key.h"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -17,6 +21,8 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -186,5 +192,51 @@ class BrokerProcess {
   std::uint16_t port_ = 0;
   std::string address_;
 };
+
+// The lowest port the kernel hands out for bind(port 0) (ip_local_port_range).
+inline int ephemeral_low() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 32768;
+  in >> low;
+  return low;
+}
+
+// A port free for both UDP and TCP on 127.0.0.1 right now, below the kernel's ephemeral
+// range: the other tests running meanwhile bind port 0, so they never take it before the
+// broker that was given it starts.
+inline std::uint16_t free_membership_port() {
+  boost::asio::io_context io;
+  const int high = std::min(ephemeral_low(), 65536) - 1;
+  std::uniform_int_distribution<int> pick(std::min(10000, high), high);
+  std::random_device seed;
+  std::mt19937 random(seed());
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const auto port = static_cast<std::uint16_t>(pick(random));
+    const auto ip = boost::asio::ip::make_address("127.0.0.1");
+    boost::system::error_code ec;
+    boost::asio::ip::udp::socket udp(io);
+    udp.open(boost::asio::ip::udp::v4(), ec);
+    if (!ec) udp.bind(boost::asio::ip::udp::endpoint(ip, port), ec);
+    boost::asio::ip::tcp::acceptor tcp(io);
+    if (!ec) tcp.open(boost::asio::ip::tcp::v4(), ec);
+    if (!ec) tcp.bind(boost::asio::ip::tcp::endpoint(ip, port), ec);
+    if (!ec) return port;
+  }
+  ADD_FAILURE() << "no free membership port";
+  return 0;
+}
+
+// The keys of an `alldata produce --acks` file ("<line number> <key>" per acknowledged
+// event); lines that do not parse are skipped.
+inline std::set<Key> acked_keys(const std::filesystem::path& file) {
+  std::set<Key> keys;
+  std::ifstream in(file);
+  std::string line_number;
+  std::string key;
+  while (in >> line_number >> key) {
+    if (auto k = Key::parse(key)) keys.insert(*k);
+  }
+  return keys;
+}
 
 }  // namespace alldata::testing

@@ -12,7 +12,9 @@
 #include "membership/cluster_agent.h"
 #include "membership/membership.h"
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -58,6 +60,8 @@ MembershipOptions membership_options(const BrokerOptions& o, const std::string& 
   m.pause_threshold = period * 2;
   m.reap_after = o.reap_after;
   m.max_members = o.max_members;
+  // A joining broker becomes normal only once it holds its partitions' data (join_with_data).
+  m.promote_when_ready = false;
   return m;
 }
 
@@ -177,6 +181,54 @@ class ClusterImpl final : public Cluster {
   }
 
  private:
+  // A joining broker: once its membership view is complete, pulls the partitions it will
+  // own from their current owners (while coordinators already send it new writes for
+  // them), pulls again what was written meanwhile, then becomes normal: an owner that holds
+  // its data, so no scan that reads it misses an event.
+  asio::awaitable<void> join_with_data() {
+    asio::steady_timer timer(executor_);
+    auto sleep = [&](std::chrono::milliseconds d) -> asio::awaitable<void> {
+      timer.expires_after(d);
+      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    };
+    for (;;) {
+      if (stopped_) co_return;
+      auto v = views_.view();
+      if (v && v->ready()) break;
+      co_await sleep(options_.gossip_interval);
+    }
+    // Let every member's view learn that this broker is joining, so that their
+    // coordinators send it new writes before the pull starts.
+    co_await sleep(options_.gossip_interval * 5);
+    const std::uint64_t started = wall_now_ms();
+    repair::RepairSummary pulled;
+    for (;;) {
+      if (stopped_) co_return;
+      pulled = co_await repairer_->pull_future_partitions(0);
+      if (pulled.pairs_failed == 0) break;
+      log_->warn("joining: pulling partitions failed ({} of {} pairs; first: {}); retrying",
+                 pulled.pairs_failed, pulled.pairs,
+                 pulled.errors.empty() ? std::string() : pulled.errors.front());
+      co_await sleep(std::chrono::seconds(1));
+    }
+    // Writes coordinated before their coordinator knew of this broker: pulled again.
+    const std::uint64_t margin = static_cast<std::uint64_t>(
+        (options_.max_key_skew + options_.produce_timeout).count());
+    const repair::RepairSummary again =
+        co_await repairer_->pull_future_partitions(started > margin ? started - margin : 0);
+    if (stopped_) co_return;
+    MemberState st = membership_->state();
+    st.lifecycle = Lifecycle::kNormal;
+    if (Status set = membership_->set_state(st); !set) {
+      log_->error("joining: cannot become normal: {}", set.error().to_string());
+      co_return;
+    }
+    log_->info("joined with data: pulled {} events ({} bytes) for {} partitions in {:.1f} s, "
+               "then {} more; this broker is normal",
+               pulled.stats.events_to_a, pulled.stats.bytes_to_a, pulled.partitions,
+               pulled.seconds, again.stats.events_to_a);
+  }
+
   // The lifecycle this broker had before a restart: an owner of partitions comes back as
   // one (it is not a newcomer); a new broker starts joining.
   Lifecycle stored_lifecycle() const {
@@ -279,6 +331,11 @@ Status ClusterImpl::init(const std::string& client_address, const std::string& p
   repairer_ = std::make_unique<repair::Repairer>(executor_, node_id_, store_, storage_pool_, *peers_,
                                                  views_, rep, log_);
   repairer_->start();
+  if (state.lifecycle == Lifecycle::kJoining) {
+    asio::co_spawn(executor_, join_with_data(), [log = log_](std::exception_ptr e) {
+      if (e) log->error("joining with data failed: {}", describe_exception(e));
+    });
+  }
   log_->info("broker {} joined membership on {} (cluster {}, zone {}, region {}, replication factor {}, {} seeds, {})",
              node_id_, membership_->address(), options_.cluster_name, options_.zone, options_.region,
              options_.replication_factor, options_.seeds.size(), to_string(state.lifecycle));

@@ -516,6 +516,17 @@ asio::awaitable<void> Session::handle_scan(protocol::FrameBuffer frame) {
                          std::string("malformed scan: ") + e.getDescription().cStr()));
   }
   frame = protocol::FrameBuffer();
+  // A joining broker owns no partition yet, and may hold none of their data (a new broker,
+  // or one that lost its disk): readers must use the owners.
+  if (ctx_.cluster != nullptr) {
+    const auto view = ctx_.cluster->view();
+    if (view && view->self().lifecycle == Lifecycle::kJoining) {
+      co_return fail(Error(ErrorCode::kNotReady,
+                           "broker " + ctx_.node_id +
+                               " is joining: it serves no reads until it holds its partitions' "
+                               "data; read from another replica"));
+    }
+  }
 
   auto page = co_await on_pool(ctx_.storage_pool,
                                   [&store = ctx_.store, &query] { return store.scan(query); });

@@ -69,11 +69,14 @@ std::shared_ptr<const StreamPlacement> PlacementTable::stream(std::string_view s
 ClusterView::ClusterView(Inputs in)
     : members_(std::move(in.members)), ready_(in.ready), status_(std::move(in.status)) {
   std::vector<MemberInfo> owners;
+  std::vector<MemberInfo> joining;
   for (std::size_t i = 0; i < members_.size(); ++i) {
     const ViewMember& m = members_[i];
     by_id_.emplace(m.node_id, i);
     if (m.lifecycle == Lifecycle::kNormal || m.lifecycle == Lifecycle::kLeaving) {
       owners.push_back(MemberInfo{m.node_id, m.zone, m.region, m.live()});
+    } else if (m.lifecycle == Lifecycle::kJoining && m.live()) {
+      joining.push_back(MemberInfo{m.node_id, m.zone, m.region, true});
     }
   }
   const std::string zone = members_.empty() ? "" : members_.front().zone;
@@ -85,6 +88,28 @@ ClusterView::ClusterView(Inputs in)
   }
   live_.assign(placement_->members().size(), false);
   for (const auto& o : owners) live_[*placement_->index_of(o.node_id)] = o.live;
+  if (!joining.empty()) {
+    std::vector<MemberInfo> future = owners;
+    future.insert(future.end(), joining.begin(), joining.end());
+    future_ = std::make_shared<PlacementTable>(std::move(future), in.policy, in.partitions, zone,
+                                               region);
+  }
+}
+
+std::vector<std::string> ClusterView::joining_replicas(std::string_view stream,
+                                                       std::uint32_t partition) const {
+  std::vector<std::string> out;
+  if (!future_) return out;
+  const auto placement = future_->stream(stream);
+  if (partition >= placement->partitions.size()) return out;
+  const auto& list = placement->partitions[partition];
+  const std::size_t rf = std::min<std::size_t>(future_->policy().replication_factor, list.size());
+  for (std::size_t i = 0; i < rf; ++i) {
+    const std::string& id = future_->members()[list[i]].node_id;
+    const ViewMember* m = member(id);
+    if (m != nullptr && m->lifecycle == Lifecycle::kJoining) out.push_back(id);
+  }
+  return out;
 }
 
 const ViewMember* ClusterView::member(std::string_view node_id) const {

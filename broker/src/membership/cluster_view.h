@@ -116,6 +116,15 @@ class ClusterView {
   bool ready() const noexcept { return ready_; }
   const std::string& status() const noexcept { return status_; }
 
+  // Live joining members that will own (stream, partition) once they are normal: the
+  // members of its replica set under the placement of the owners plus every live joining
+  // member that are joining. Coordinators also write to them (without counting them), so a
+  // joining broker receives new writes while it pulls the old ones. Empty (and free) while
+  // no member is joining.
+  std::vector<std::string> joining_replicas(std::string_view stream, std::uint32_t partition) const;
+  // That placement (owners and live joining members), or null while none is joining.
+  const PlacementTable* future_placement() const noexcept { return future_.get(); }
+
   // The cluster's completeness watermark at this broker's monotonic `now_ms`: the minimum
   // over live placement members (and this broker) of each one's watermark; 0 while one of
   // them has not published any.
@@ -125,6 +134,7 @@ class ClusterView {
   std::vector<ViewMember> members_;
   std::unordered_map<std::string, std::size_t> by_id_;
   std::shared_ptr<const PlacementTable> placement_;
+  std::shared_ptr<const PlacementTable> future_;  // owners + live joining members, or null
   std::vector<bool> live_;
   bool ready_;
   std::string status_;

@@ -52,7 +52,48 @@ asio::awaitable<void> Repairer::throttle(std::uint64_t bytes) {
   }
 }
 
+namespace {
+
+// The partners of this broker for (stream, p): in kOwned mode the other live owners when
+// this broker owns p; in kFuture mode the live owners of p when this broker will own it
+// (future placement). Placement indices are translated to node ids.
+std::vector<std::string> partners(const ClusterView& view, const std::string& self,
+                                  const std::string& stream, std::uint32_t p, bool future) {
+  std::vector<std::string> out;
+  const PlacementTable& now = view.placement();
+  const PlacementTable* mine = future ? view.future_placement() : &now;
+  if (mine == nullptr || p >= mine->partitions()) return out;
+  auto in_set = [&](const PlacementTable& t, std::string_view id) {
+    const auto& list = t.stream(stream)->partitions[p];
+    const std::size_t rf = std::min<std::size_t>(t.policy().replication_factor, list.size());
+    for (std::size_t i = 0; i < rf; ++i) {
+      if (t.members()[list[i]].node_id == id) return true;
+    }
+    return false;
+  };
+  if (!in_set(*mine, self)) return out;
+  const auto& list = now.stream(stream)->partitions[p];
+  const std::size_t rf = std::min<std::size_t>(now.policy().replication_factor, list.size());
+  for (std::size_t i = 0; i < rf; ++i) {
+    const std::string& id = now.members()[list[i]].node_id;
+    if (id != self && view.live(list[i])) out.push_back(id);
+  }
+  return out;
+}
+
+}  // namespace
+
 asio::awaitable<RepairSummary> Repairer::run(const RepairScope& scope) {
+  co_return co_await compare_all(scope, /*future=*/false);
+}
+
+asio::awaitable<RepairSummary> Repairer::pull_future_partitions(std::uint64_t from_ms) {
+  RepairScope scope;
+  scope.from_ms = from_ms;
+  co_return co_await compare_all(scope, /*future=*/true);
+}
+
+asio::awaitable<RepairSummary> Repairer::compare_all(const RepairScope& scope, bool future) {
   while (busy_) {
     asio::steady_timer t(executor_);
     t.expires_after(std::chrono::milliseconds(100));
@@ -77,19 +118,11 @@ asio::awaitable<RepairSummary> Repairer::run(const RepairScope& scope) {
     for (std::uint32_t p = 0; !stopping_; ++p) {
       auto view = views_.view();
       if (!view || p >= view->placement().partitions()) break;
-      const auto placement = view->placement().stream(stream);
-      const auto& list = placement->partitions[p];
-      const std::size_t owners =
-          std::min<std::size_t>(view->placement().policy().replication_factor, list.size());
-      const auto self = view->placement().index_of(self_id_);
-      if (!self || std::find(list.begin(), list.begin() + owners, *self) == list.begin() + owners) {
-        continue;  // not a replica of this partition
-      }
+      const auto others = partners(*view, self_id_, stream, p, future);
+      if (others.empty()) continue;
       ++summary.partitions;
-      for (std::size_t i = 0; i < owners && !stopping_; ++i) {
-        const std::uint32_t other = list[i];
-        if (other == *self || !view->live(other)) continue;
-        const std::string& node = view->placement().members()[other].node_id;
+      for (const auto& node : others) {
+        if (stopping_) break;
         const ViewMember* m = view->member(node);
         if (m == nullptr || m->peer_address.empty()) continue;
         PeerReplica remote(peers_, node, m->peer_address, options_.request_timeout);

@@ -62,12 +62,19 @@ class Repairer {
   // One run over `scope`; waits for a run in progress to end first. On the executor.
   boost::asio::awaitable<RepairSummary> run(const RepairScope& scope);
 
+  // For a joining broker: pulls the partitions it will own once normal (its replica sets
+  // under the view's future placement) from their current live owners, over the intervals
+  // holding a time at or after `from_ms`. pairs_failed > 0: run it again.
+  boost::asio::awaitable<RepairSummary> pull_future_partitions(std::uint64_t from_ms);
+
   // Starts the background runs (if interval > 0); stop() ends them. On the executor.
   void start();
   void stop();
 
  private:
   boost::asio::awaitable<void> background();
+  // One run: every partition this broker owns (future: will own) against its partners.
+  boost::asio::awaitable<RepairSummary> compare_all(const RepairScope& scope, bool future);
   // The streams this broker's store knows and those every live member reports.
   boost::asio::awaitable<std::vector<std::string>> known_streams();
   boost::asio::awaitable<void> throttle(std::uint64_t bytes);

@@ -1,0 +1,146 @@
+// A join moves data, as operators meet it: three real brokers (RF 3) hold 20,000 events;
+// two more are started with --seeds while 30,000 more are produced at QUORUM. A joining
+// broker pulls the partitions it will own (and receives new writes for them) before it
+// becomes normal, so scans through every broker, sampled during and after the join,
+// return every acknowledged event exactly once; afterwards each event is on at least RF of
+// the brokers' own copies.
+#include "process_support.h"
+#include "test_support.h"
+
+#include <fstream>
+#include <map>
+#include <set>
+
+namespace alldata::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::uint32_t kPartitions = 4;
+const std::string kStream = "join";
+
+// The keys a default `alldata scan --format jsonl` printed.
+std::multiset<std::string> scanned_keys(const std::string& out) {
+  std::multiset<std::string> keys;
+  std::size_t at = 0;
+  while ((at = out.find("\"key\":\"", at)) != std::string::npos) {
+    at += 7;
+    keys.insert(out.substr(at, out.find('"', at) - at));
+  }
+  return keys;
+}
+
+class JoinProcessTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<BrokerProcess> broker(int i) {
+    const std::string gossip = "127.0.0.1:" + std::to_string(i == 0 ? seed_port_ : 0);
+    return std::make_unique<BrokerProcess>(
+        dir_.path() / ("b" + std::to_string(i)),
+        std::vector<std::string>{"--node-id", "b" + std::to_string(i), "--peer-listen",
+                                 "127.0.0.1:0", "--gossip-listen", gossip, "--seeds",
+                                 "127.0.0.1:" + std::to_string(seed_port_), "--gossip-interval",
+                                 "100ms", "--partitions", std::to_string(kPartitions),
+                                 "--repair-interval", "0"});
+  }
+
+  bool normal_everywhere(std::size_t n) {
+    return eventually(
+        [&] {
+          for (auto& b : brokers_) {
+            if (normal_members(port_of(b->address())) != static_cast<int>(n)) return false;
+          }
+          return true;
+        },
+        60s);
+  }
+
+  // Produces lines [from, to) at QUORUM through the first three brokers; returns the keys
+  // acknowledged.
+  std::set<Key> produce(int from, int to, const std::string& name) {
+    const auto input = dir_.path() / (name + ".txt");
+    {
+      std::ofstream out(input);
+      for (int i = from; i < to; ++i) out << "event " << i << "\n";
+    }
+    const auto acks = dir_.path() / (name + ".acks");
+    auto r = run_tool({"produce", "-b", brokers_[0]->address() + "," + brokers_[1]->address(),
+                       "-s", kStream, "--commit-level", "QUORUM", "--acks", acks.string()},
+                      dir_.path(), input.string(), 300s);
+    EXPECT_EQ(r.status, 0) << r.err;
+    return acked_keys(acks);
+  }
+
+  // Checks that a default scan through every running broker returns `acked` exactly once.
+  void scans_see_everything(const std::set<Key>& acked, const std::string& when) {
+    for (auto& b : brokers_) {
+      auto r = run_tool({"scan", "-b", b->address(), "-s", kStream, "--format", "jsonl"},
+                        dir_.path(), "", 120s);
+      ASSERT_EQ(r.status, 0) << when << ": " << r.err;
+      const auto keys = scanned_keys(r.out);
+      std::size_t missing = 0;
+      std::size_t twice = 0;
+      for (const auto& k : acked) {
+        const auto n = keys.count(k.to_text());
+        missing += n == 0 ? 1 : 0;
+        twice += n > 1 ? 1 : 0;
+      }
+      EXPECT_EQ(missing, 0u) << when << ", scan through " << b->address() << ": " << missing
+                             << " of " << acked.size() << " acknowledged events missing";
+      EXPECT_EQ(twice, 0u) << when << ": " << twice << " events returned more than once";
+    }
+  }
+
+  TempDir dir_;
+  std::uint16_t seed_port_ = free_membership_port();
+  std::vector<std::unique_ptr<BrokerProcess>> brokers_;
+};
+
+TEST_F(JoinProcessTest, ScansMissNothingWhileTwoBrokersJoinUnderLoad) {
+  for (int i = 0; i < 3; ++i) {
+    brokers_.push_back(broker(i));
+    ASSERT_TRUE(brokers_.back()->start()) << brokers_.back()->log();
+  }
+  ASSERT_TRUE(normal_everywhere(3));
+  std::set<Key> acked = produce(0, 20000, "before");
+  ASSERT_EQ(acked.size(), 20000u);
+
+  // Two brokers join while more events arrive.
+  const auto more = dir_.path() / "during.txt";
+  {
+    std::ofstream out(more);
+    for (int i = 20000; i < 50000; ++i) out << "event " << i << "\n";
+  }
+  const auto acks = dir_.path() / "during.acks";
+  const pid_t producer = spawn({env_or("ALLDATA_TOOL_BIN", "alldata"), "produce", "-b",
+                                brokers_[0]->address() + "," + brokers_[1]->address(), "-s",
+                                kStream, "--commit-level", "QUORUM", "--acks", acks.string()},
+                               more.string(), (dir_.path() / "during.out").string(),
+                               (dir_.path() / "during.err").string());
+  ASSERT_GT(producer, 0);
+  for (int i = 3; i < 5; ++i) {
+    brokers_.push_back(broker(i));
+    ASSERT_TRUE(brokers_.back()->start()) << brokers_.back()->log();
+  }
+  // Sampled while the newcomers join.
+  scans_see_everything(acked, "during the join");
+  ASSERT_TRUE(wait_exit(producer, 300s).has_value());
+  const auto during = acked_keys(acks);
+  acked.insert(during.begin(), during.end());
+  ASSERT_TRUE(normal_everywhere(5)) << brokers_[3]->log() << brokers_[4]->log();
+  scans_see_everything(acked, "after the join");
+
+  // Each acknowledged event is on at least RF (3) of the brokers' own copies.
+  std::map<Key, int> copies;
+  for (auto& b : brokers_) {
+    for (const auto& k : keys_held(port_of(b->address()), kStream, kPartitions)) ++copies[k];
+  }
+  std::size_t short_of_rf = 0;
+  for (const auto& k : acked) short_of_rf += copies[k] < 3 ? 1 : 0;
+  EXPECT_EQ(short_of_rf, 0u) << "of " << acked.size();
+  for (int i = 3; i < 5; ++i) {
+    EXPECT_NE(brokers_[i]->log().find("joined with data"), std::string::npos) << brokers_[i]->log();
+  }
+}
+
+}  // namespace
+}  // namespace alldata::testing

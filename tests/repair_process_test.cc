@@ -1,0 +1,195 @@
+// Half-done writes are repaired, as operators meet it: three real `alldata-broker`
+// processes (sync on, RF 3), `alldata produce` at commit level ONE through broker b0, and
+// b0 killed with SIGKILL in the middle, several times. An event b0 acknowledged may then
+// live on b0 alone (its replicas were never written, and no hint exists: the coordinator
+// died). Nothing acknowledged may be lost, and after `alldata repair` on every broker
+// every acknowledged event is on all three. ALLDATA_KILL_ROUNDS sets the rounds (default 3).
+// And a broker that lost its data folder gets its copy back before it serves reads.
+#include "process_support.h"
+#include "test_support.h"
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <set>
+
+namespace alldata::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::uint32_t kPartitions = 4;
+const std::string kStream = "kill";
+
+int rounds() {
+  const char* v = std::getenv("ALLDATA_KILL_ROUNDS");
+  return v != nullptr ? std::atoi(v) : 3;
+}
+
+class RepairProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    seed_port_ = free_membership_port();
+    for (int i = 0; i < 3; ++i) {
+      const std::string gossip =
+          "127.0.0.1:" + std::to_string(i == 0 ? seed_port_ : 0);
+      brokers_.push_back(std::make_unique<BrokerProcess>(
+          dir_.path() / ("b" + std::to_string(i)),
+          std::vector<std::string>{"--node-id", "b" + std::to_string(i), "--peer-listen",
+                                   "127.0.0.1:0", "--gossip-listen", gossip, "--seeds",
+                                   "127.0.0.1:" + std::to_string(seed_port_), "--gossip-interval",
+                                   "100ms", "--partitions", std::to_string(kPartitions),
+                                   "--sync", "on", "--repair-interval", "0",
+                                   "--replica-timeout", "1s"}));
+      ASSERT_TRUE(brokers_.back()->start()) << brokers_.back()->log();
+    }
+    ASSERT_TRUE(one_cluster()) << logs();
+  }
+
+  bool one_cluster() {
+    return eventually(
+        [&] {
+          for (auto& b : brokers_) {
+            if (normal_members(port_of(b->address())) != 3) return false;
+          }
+          return true;
+        },
+        30s);
+  }
+
+  std::string logs() const {
+    std::string all;
+    for (const auto& b : brokers_) all += b->log() + "\n----\n";
+    return all;
+  }
+
+  // How many brokers hold each acknowledged key.
+  std::map<int, std::size_t> copies_histogram(const std::set<Key>& acked) {
+    std::vector<std::set<Key>> held;
+    for (auto& b : brokers_) held.push_back(keys_held(port_of(b->address()), kStream, kPartitions));
+    std::map<int, std::size_t> histogram;
+    for (const auto& k : acked) {
+      int n = 0;
+      for (const auto& h : held) n += h.count(k) ? 1 : 0;
+      ++histogram[n];
+    }
+    return histogram;
+  }
+
+  // Hints every broker holds for others, as each reports itself (its own metadata).
+  std::uint64_t hints_pending() {
+    std::uint64_t total = 0;
+    for (auto& b : brokers_) {
+      RawConnection c(port_of(b->address()));
+      c.hello();
+      auto r = c.metadata();
+      if (r.error() != ErrorCode::kOk) return ~std::uint64_t{0};
+      auto m = r.get().getMetadata();
+      for (auto member : m.getMembers()) {
+        if (std::string_view(member.getNodeId().cStr()) == std::string_view(m.getNodeId().cStr())) {
+          total += member.getPendingHints();
+        }
+      }
+    }
+    return total;
+  }
+
+  static std::string text(const std::map<int, std::size_t>& h) {
+    std::string out;
+    for (const auto& [copies, n] : h) {
+      out += std::to_string(n) + " on " + std::to_string(copies) + " cop" +
+             (copies == 1 ? "y" : "ies") + "; ";
+    }
+    return out;
+  }
+
+  TempDir dir_;
+  std::uint16_t seed_port_ = 0;
+  std::vector<std::unique_ptr<BrokerProcess>> brokers_;
+};
+
+TEST_F(RepairProcessTest, KilledCoordinatorsLeaveNoAcknowledgedEventShortOfCopiesAfterRepair) {
+  const auto input = dir_.path() / "lines.txt";
+  {
+    std::ofstream out(input);
+    for (int i = 0; i < 100000; ++i) out << "event " << i << "\n";
+  }
+  const std::string bootstrap = brokers_[0]->address() + "," + brokers_[1]->address() + "," +
+                                brokers_[2]->address();
+  std::set<Key> acked;
+  for (int round = 0; round < rounds(); ++round) {
+    const auto acks = dir_.path() / ("acks-" + std::to_string(round) + ".txt");
+    const auto out = dir_.path() / ("produce-" + std::to_string(round) + ".out");
+    const pid_t producer = spawn({env_or("ALLDATA_TOOL_BIN", "alldata"), "produce", "-b",
+                                  bootstrap, "-s", kStream, "--commit-level", "ONE", "--acks",
+                                  acks.string()},
+                                 input.string(), out.string(), out.string() + ".err");
+    ASSERT_GT(producer, 0);
+    // Kill the coordinator once it has acknowledged a good part of the round.
+    ASSERT_TRUE(eventually([&] { return read_file(acks).size() > 100000; }, 60s))
+        << read_file(out.string() + ".err");
+    brokers_[0]->kill_hard();
+    // The producer fails over to b1 and b2 and ends (whatever it could not get
+    // acknowledged is reported, not counted).
+    ASSERT_TRUE(wait_exit(producer, 120s).has_value()) << "the producer did not end";
+    ASSERT_TRUE(brokers_[0]->start()) << brokers_[0]->log();
+    ASSERT_TRUE(one_cluster()) << logs();
+    const auto round_keys = acked_keys(acks);
+    acked.insert(round_keys.begin(), round_keys.end());
+  }
+  ASSERT_GT(acked.size(), 0u);
+
+  // Hinted handoff settles what it can (the writes b0 missed while it was down); what it
+  // cannot is what repair is for.
+  ASSERT_TRUE(eventually([&] { return hints_pending() == 0; }, 120s))
+      << "hints never settled: " << hints_pending() << " pending\n" << logs();
+  const auto before = copies_histogram(acked);
+  std::printf("before repair: %zu acknowledged events: %s\n", acked.size(), text(before).c_str());
+  EXPECT_EQ(before.count(0), 0u) << "acknowledged events were lost: " << text(before);
+
+  for (auto& b : brokers_) {
+    auto r = run_tool({"repair", "-b", b->address()}, dir_.path(), "", 300s);
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+    std::printf("%s", r.out.c_str());
+  }
+  const auto after = copies_histogram(acked);
+  std::printf("after repair: %s\n", text(after).c_str());
+  EXPECT_EQ(after.size(), 1u) << text(after);
+  EXPECT_EQ(after.count(3), 1u) << text(after);
+}
+
+TEST_F(RepairProcessTest, ABrokerThatLostItsDiskGetsItsCopyBackBeforeItServesReads) {
+  const auto input = dir_.path() / "lines.txt";
+  {
+    std::ofstream out(input);
+    for (int i = 0; i < 50000; ++i) out << "line " << i << "\n";
+  }
+  auto produced = run_tool({"produce", "-b", brokers_[0]->address(), "-s", kStream,
+                            "--commit-level", "ALL"},
+                           dir_.path(), input.string());
+  ASSERT_EQ(produced.status, 0) << produced.err;
+  ASSERT_EQ(keys_held(port_of(brokers_[2]->address()), kStream, kPartitions).size(), 50000u);
+
+  // b2 loses its disk and comes back under its node id with an empty folder: it is a new
+  // broker to itself, so it joins, and pulls its partitions before it owns them again.
+  brokers_[2]->kill_hard();
+  std::filesystem::remove_all(dir_.path() / "b2");
+  ASSERT_TRUE(brokers_[2]->start()) << brokers_[2]->log();
+  // Meanwhile default scans read the other replicas.
+  auto during = run_tool({"scan", "-b", brokers_[0]->address(), "-s", kStream}, dir_.path());
+  EXPECT_EQ(std::count(during.out.begin(), during.out.end(), '\n'), 50000) << during.err;
+  ASSERT_TRUE(one_cluster()) << logs();
+  const auto b2_port = port_of(brokers_[2]->address());
+  EXPECT_EQ(keys_held(b2_port, kStream, kPartitions).size(), 50000u);
+  EXPECT_NE(brokers_[2]->log().find("joined with data: pulled 50000 events"), std::string::npos)
+      << brokers_[2]->log();
+  auto after = run_tool({"scan", "-b", brokers_[2]->address(), "-s", kStream}, dir_.path());
+  EXPECT_EQ(std::count(after.out.begin(), after.out.end(), '\n'), 50000) << after.err;
+  // Nothing is left for repair.
+  auto r = run_tool({"repair", "-b", brokers_[2]->address()}, dir_.path(), "", 300s);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("received 0 events"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace alldata::testing
