@@ -247,6 +247,13 @@ struct RepairResult {
   errors @12 :List(Text);       # the first few failures, "stream/partition with node: reason"
 }
 
+# An operator's verdict: member `nodeId` is gone for good (a client request, answered by
+# any broker of the cluster). The survivors restore the replication factor from the copies
+# that remain; the node id is refused afterwards.
+struct RemoveMember {
+  nodeId @0 :Text;
+}
+
 struct Request {
   correlationId @0 :UInt64;     # echoed in the response; pick any value, unique per connection
   union {
@@ -259,6 +266,7 @@ struct Request {
     digest @7 :Digest;
     fetchRange @8 :FetchRange;
     repair @9 :Repair;
+    removeMember @10 :RemoveMember;
   }
 }
 

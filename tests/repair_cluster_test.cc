@@ -21,8 +21,9 @@ std::uint64_t now_ms() {
 
 class RepairClusterTest : public ::testing::Test {
  protected:
-  void start(std::chrono::milliseconds repair_interval, std::uint64_t max_hint_bytes = 1ull << 30) {
-    for (int i = 0; i < 3; ++i) {
+  void start(std::chrono::milliseconds repair_interval, std::uint64_t max_hint_bytes = 1ull << 30,
+             int brokers = 3) {
+    for (int i = 0; i < brokers; ++i) {
       options_.push_back(cluster_options(dir_.path(), i,
                                          i == 0 ? "" : brokers_[0]->gossip_address(), kPartitions));
       options_.back().repair_interval = repair_interval;
@@ -36,10 +37,36 @@ class RepairClusterTest : public ::testing::Test {
   bool all_normal() {
     return eventually([&] {
       for (auto& b : brokers_) {
-        if (normal_members(b->client_port()) != 3) return false;
+        if (b && normal_members(b->client_port()) != static_cast<int>(brokers_.size())) return false;
       }
       return true;
     });
+  }
+
+  // QUORUM produce of n events through broker i, spread over the partitions.
+  std::set<Key> produce(int i, int n) {
+    RawConnection c(brokers_[i]->client_port());
+    EXPECT_EQ(c.hello().error(), ErrorCode::kOk);
+    std::set<Key> acked;
+    for (int batch = 0; batch < n / 100; ++batch) {
+      std::vector<TestEvent> events;
+      for (int j = 0; j < 100; ++j) events.push_back({std::string(100, 'x'), std::nullopt});
+      auto r = c.produce(kStream, static_cast<std::uint32_t>(batch % kPartitions), events,
+                         wire::CommitLevel::QUORUM);
+      EXPECT_EQ(r.error(), ErrorCode::kOk) << r.message();
+      for (auto k : keys_of(r)) acked.insert(k);
+    }
+    return acked;
+  }
+
+  std::uint64_t hints_pending(int i) {
+    auto admin = client::Admin::connect(client::ClientConfig{.bootstrap = {brokers_[i]->client_address()}});
+    if (!admin) return ~std::uint64_t{0};
+    auto m = (*admin)->metadata(false);
+    if (!m) return ~std::uint64_t{0};
+    std::uint64_t total = 0;
+    for (const auto& member : m->members) total += member.pending_hints;
+    return total;
   }
 
   // Stores `n` events per partition on broker i only, as a replica write would: the other
@@ -162,6 +189,35 @@ TEST_F(RepairClusterTest, HintsPastTheirBoundAreLeftToRepair) {
   ASSERT_TRUE(report) << report.error().to_string();
   EXPECT_EQ(report->events_received, acked.size() - after_hints);
   EXPECT_EQ(held_by(2), acked);
+}
+
+TEST_F(RepairClusterTest, ARemovedBrokersCopiesAreRestoredAndItsHintsGoToTheNewOwners) {
+  start(std::chrono::hours(1), 1ull << 30, 4);  // background repair on (runs after changes)
+  std::set<Key> acked = produce(0, 1200);
+  brokers_[3]->stop();  // gone for good
+  brokers_[3].reset();
+  const auto more = produce(0, 800);  // hints for node-3 pile up
+  acked.insert(more.begin(), more.end());
+
+  auto self = run_tool({"cluster", "remove", "node-0", "-b", brokers_[0]->client_address()},
+                       dir_.path());
+  EXPECT_EQ(self.status, 1);
+  EXPECT_NE(self.err.find("BadRequest"), std::string::npos) << self.err;
+  auto r = run_tool({"cluster", "remove", "node-3", "-b", brokers_[1]->client_address()},
+                    dir_.path());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("node-3 is removed"), std::string::npos) << r.out;
+
+  // With node-3 out, the three others own every partition: each must hold every event,
+  // and no hint may stay behind for the removed broker.
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(eventually([&] { return held_by(i) == acked; }, std::chrono::seconds(60)))
+        << "node-" << i << " holds " << held_by(i).size() << " of " << acked.size();
+  }
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(eventually([&] { return hints_pending(i) == 0; }, std::chrono::seconds(30)))
+        << "hints still pending on node-" << i;
+  }
 }
 
 TEST_F(RepairClusterTest, ABadStreamNameIsRefused) {

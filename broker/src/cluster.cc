@@ -168,6 +168,16 @@ class ClusterImpl final : public Cluster {
     co_return co_await asio::co_spawn(executor_, std::move(task), asio::use_awaitable);
   }
 
+  asio::awaitable<Status> remove_member(const std::string& node_id) override {
+    auto task = [this, node_id]() -> asio::awaitable<Status> {
+      if (stopped_) co_return Error(ErrorCode::kShuttingDown, "the broker is stopping");
+      Status st = membership_->remove(node_id);
+      if (st) log_->warn("member {} removed by an operator: its partitions move to the others", node_id);
+      co_return st;
+    };
+    co_return co_await asio::co_spawn(executor_, std::move(task), asio::use_awaitable);
+  }
+
   void stop() override {
     if (stopped_.exchange(true)) return;
     if (repairer_) repairer_->stop();

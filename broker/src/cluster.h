@@ -60,6 +60,9 @@ class Cluster {
   // One anti-entropy run over `scope` (see repair/repairer.h); completes on the caller's
   // executor. Runs after one already in progress.
   virtual boost::asio::awaitable<repair::RepairSummary> repair(const repair::RepairScope& scope) = 0;
+  // Removes member `node_id` for good (Membership::remove); completes on the caller's
+  // executor. Errors: kBadRequest (this broker's own id, an unknown one).
+  virtual boost::asio::awaitable<Status> remove_member(const std::string& node_id) = 0;
   // Stops membership, handoff, repair and peer connections. Call on the cluster executor's thread;
   // the executor must run until the returned cleanup is done.
   virtual void stop() = 0;

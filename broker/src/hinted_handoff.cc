@@ -1,5 +1,7 @@
 #include "hinted_handoff.h"
 
+#include "store_write.h"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -36,15 +38,19 @@ asio::awaitable<void> HintedHandoff::loop(asio::any_io_executor executor) {
     for (const auto& [target, count] : store_.pending_hints()) {
       if (count == 0 || stopping_) continue;
       const ViewMember* member = view ? view->member(target) : nullptr;
-      if (member == nullptr || !member->live() || member->liveness != Liveness::kAlive ||
-          member->peer_address.empty()) {
+      const bool gone = member != nullptr && (member->lifecycle == Lifecycle::kLeft ||
+                                              member->lifecycle == Lifecycle::kRemoved);
+      if (!gone && (member == nullptr || !member->live() || member->liveness != Liveness::kAlive ||
+                    member->peer_address.empty())) {
         continue;
       }
       const auto now = std::chrono::steady_clock::now();
       auto& retry = retry_[target];
       if (now < retry.next_attempt) continue;
-      const std::string address = member->peer_address;
-      if (co_await deliver(target, address, retry.delay.count() == 0)) {
+      const std::string address = gone ? std::string() : member->peer_address;
+      const bool done = gone ? co_await retarget(target)
+                             : co_await deliver(target, address, retry.delay.count() == 0);
+      if (done) {
         retry_.erase(target);
       } else {
         retry.delay = std::min<std::chrono::milliseconds>(
@@ -93,6 +99,61 @@ asio::awaitable<bool> HintedHandoff::deliver(const std::string& target, const st
     resume_after = std::move(page->resume_after);
   }
   if (delivered > 0) log_->info("delivered {} hinted events to {}", delivered, target);
+  co_return true;
+}
+
+asio::awaitable<bool> HintedHandoff::retarget(const std::string& target) {
+  std::uint64_t moved = 0;
+  std::string resume_after;
+  for (int pages = 0; pages < 100 && !stopping_; ++pages) {
+    auto read = [this, &target, &resume_after]() -> asio::awaitable<Result<storage::HintPage>> {
+      co_return store_.read_hints(target, 1000, resume_after);
+    };
+    auto page = co_await asio::co_spawn(storage_pool_, read, asio::use_awaitable);
+    if (!page) co_return false;
+    const auto view = views_.view();
+    if (!view) co_return false;
+    for (const auto& batch : page->batches) {
+      const auto placement = view->placement().stream(batch.stream());
+      if (batch.partition() >= placement->partitions.size()) continue;
+      const auto& list = placement->partitions[batch.partition()];
+      const std::size_t rf =
+          std::min<std::size_t>(view->placement().policy().replication_factor, list.size());
+      std::size_t stored = 0;
+      for (std::size_t i = 0; i < rf; ++i) {
+        const std::string& node = view->placement().members()[list[i]].node_id;
+        const ViewMember* m = view->member(node);
+        if (!view->live(list[i]) || m == nullptr || m->peer_address.empty()) continue;
+        Status sent;
+        if (m->self) {
+          storage::EventBatch copy = batch;
+          std::optional<std::string> no_hint;
+          sent = co_await store_and_wait(store_, std::move(copy), std::move(no_hint), timeout_);
+        } else {
+          std::optional<std::string> no_hint;
+          sent = co_await peers_.send(node, m->peer_address, PeerClient::Kind::kDeliverHints,
+                                      batch, std::move(no_hint), timeout_);
+        }
+        if (!sent) co_return false;
+        ++stored;
+      }
+      if (stored == 0) co_return false;  // no live owner: keep the hints
+      auto remove = [this, &target, &batch]() -> asio::awaitable<Status> {
+        co_return store_.delete_hints(target, batch);
+      };
+      if (Status deleted = co_await asio::co_spawn(storage_pool_, remove, asio::use_awaitable);
+          !deleted) {
+        co_return false;
+      }
+      moved += batch.size();
+    }
+    if (page->done || page->batches.empty()) break;
+    resume_after = std::move(page->resume_after);
+  }
+  if (moved > 0) {
+    log_->info("{} hints held for {}, which is gone, went to their partitions' owners", moved,
+               target);
+  }
   co_return true;
 }
 

@@ -41,6 +41,9 @@ class HintedHandoff {
   // Delivers the pending hints for `target`; false if it stopped on an error (logged as a
   // warning when `first_failure`, else at debug level).
   boost::asio::awaitable<bool> deliver(const std::string& target, const std::string& address, bool first_failure);
+  // Hints for a member that left or was removed: delivered to the current live owners of
+  // each hint's partition instead, then deleted. False when an owner could not take them.
+  boost::asio::awaitable<bool> retarget(const std::string& target);
 
   struct Retry {
     std::chrono::milliseconds delay{0};

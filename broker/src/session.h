@@ -65,6 +65,8 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<void> handle_fetch_range(protocol::FrameBuffer frame);
   // A client asks for one anti-entropy run on this broker; answered when it ends.
   boost::asio::awaitable<void> handle_repair(protocol::FrameBuffer frame);
+  // An operator removes a member for good.
+  boost::asio::awaitable<void> handle_remove_member(protocol::FrameBuffer frame);
 
   // Queues a response for the writer.
   void send(capnp::MessageBuilder& message);

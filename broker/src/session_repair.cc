@@ -239,4 +239,37 @@ asio::awaitable<void> Session::handle_repair(protocol::FrameBuffer frame) {
   request_done();
 }
 
+asio::awaitable<void> Session::handle_remove_member(protocol::FrameBuffer frame) {
+  std::uint64_t correlation_id = 0;
+  std::string node_id;
+  try {
+    auto reader = protocol::make_reader(frame, ctx_.options.nesting_limit);
+    auto request = reader.getRoot<wire::Request>();
+    correlation_id = request.getCorrelationId();
+    node_id = protocol::view(request.getRemoveMember().getNodeId());
+  } catch (const kj::Exception& e) {
+    send_error(correlation_id, Error(ErrorCode::kBadRequest, std::string("malformed removeMember: ") +
+                                                                 e.getDescription().cStr()));
+    request_done();
+    co_return;
+  }
+  frame = protocol::FrameBuffer();
+  Status st = Error(ErrorCode::kBadRequest, "a single broker has no members to remove");
+  if (ctx_.cluster != nullptr) {
+    ctx_.log.info("session {}: removal of member {} requested", remote_, node_id);
+    st = co_await ctx_.cluster->remove_member(node_id);
+  }
+  if (!st) {
+    send_error(correlation_id, st.error());
+  } else {
+    capnp::MallocMessageBuilder mb(64);
+    auto resp = mb.initRoot<wire::Response>();
+    resp.setCorrelationId(correlation_id);
+    resp.setError(wire::ErrorCode::OK);
+    resp.setNone();
+    send(mb);
+  }
+  request_done();
+}
+
 }  // namespace alldata::broker

@@ -142,6 +142,29 @@ int run_cluster(const ClusterOptions& o) {
   return 0;
 }
 
+int run_remove(const ConnectOptions& connect, const std::string& node_id) {
+  auto bootstrap = bootstrap_or_complain(connect);
+  if (!bootstrap) return 2;
+  client::ClientConfig config;
+  config.bootstrap = *bootstrap;
+  config.client_id = connect.client_id;
+  config.retry_timeout = std::chrono::seconds(5);
+  config.logger = stderr_logger(connect.verbose);
+  auto admin = client::Admin::connect(config);
+  if (!admin) {
+    complain("cluster remove", admin.error());
+    return 1;
+  }
+  if (auto st = (*admin)->remove_member(node_id); !st) {
+    complain("cluster remove", st.error());
+    return 1;
+  }
+  std::printf("%s is removed: the other brokers restore its copies from the remaining "
+              "replicas; its node id is refused from now on\n",
+              node_id.c_str());
+  return 0;
+}
+
 }  // namespace
 
 void register_cluster(CLI::App& app, Runner& run) {
@@ -151,7 +174,17 @@ void register_cluster(CLI::App& app, Runner& run) {
                  "replication factor, interval, completeness watermark, streams.");
   add_connect_options(*cmd, o->connect);
   cmd->add_flag("--json", o->json, "Print one JSON object instead of a table");
-  cmd->callback([o, &run] { run = [o] { return run_cluster(*o); }; });
+  cmd->callback([o, cmd, &run] {
+    if (cmd->get_subcommands().empty()) run = [o] { return run_cluster(*o); };
+  });
+
+  cmd->fallthrough();  // `alldata cluster remove NODE_ID -b ADDR` reads -b too
+  auto node = std::make_shared<std::string>();
+  auto* remove = cmd->add_subcommand(
+      "remove", "Remove a broker that will never return: the others restore the replication "
+                "factor from the copies that remain, and its node id is refused afterwards.");
+  remove->add_option("NODE_ID", *node, "The member to remove")->required();
+  remove->callback([o, node, &run] { run = [o, node] { return run_remove(o->connect, *node); }; });
 }
 
 }  // namespace alldata::tool

@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
+#include <optional>
 #include <set>
 
 #include <kj/exception.h>
@@ -193,10 +194,32 @@ void Repairer::stop() {
 }
 
 asio::awaitable<void> Repairer::background() {
+  // Runs every `interval`, and 3 s after the placement last changed (a member joined, left,
+  // was removed, died or came back): new owners then get their data without waiting.
+  constexpr auto kSettle = std::chrono::seconds(3);
+  auto last_run = std::chrono::steady_clock::now();
+  std::shared_ptr<const PlacementTable> seen;
+  std::optional<std::chrono::steady_clock::time_point> changed_at;
   while (!stopping_) {
-    wake_.expires_after(options_.interval);
+    wake_.expires_after(std::min<std::chrono::milliseconds>(options_.interval,
+                                                            std::chrono::seconds(1)));
     co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
     if (stopping_) break;
+    const auto now = std::chrono::steady_clock::now();
+    const auto view = views_.view();
+    if (view) {
+      if (!seen) {
+        seen = view->placement_ptr();
+      } else if (seen != view->placement_ptr()) {
+        seen = view->placement_ptr();
+        changed_at = now;
+      }
+    }
+    const bool due = now - last_run >= options_.interval;
+    const bool moved = changed_at && now - *changed_at >= kSettle && view && view->coordinates();
+    if (!due && !moved) continue;
+    changed_at.reset();
+    last_run = now;
     const RepairScope everything;
     const RepairSummary s = co_await run(everything);
     const auto& st = s.stats;
@@ -204,10 +227,11 @@ asio::awaitable<void> Repairer::background() {
                            ? spdlog::level::info
                            : spdlog::level::debug;
     log_->log(level,
-              "repair: {} partitions, {} replica pairs ({} failed), {} ranges compared, {} "
+              "repair{}: {} partitions, {} replica pairs ({} failed), {} ranges compared, {} "
               "differed, {} events received, {} sent, {:.1f} s{}{}",
-              s.partitions, s.pairs, s.pairs_failed, st.ranges_compared, st.ranges_differed,
-              st.events_to_a, st.events_to_b, s.seconds, s.errors.empty() ? "" : "; first error: ",
+              moved ? " after a placement change" : "", s.partitions, s.pairs, s.pairs_failed,
+              st.ranges_compared, st.ranges_differed, st.events_to_a, st.events_to_b, s.seconds,
+              s.errors.empty() ? "" : "; first error: ",
               s.errors.empty() ? std::string() : s.errors.front());
   }
 }

@@ -1,7 +1,9 @@
 // A broker's anti-entropy: for every (stream, partition) this broker holds a replica of, it
 // compares its copy with each other live replica's and copies to each side what the other
-// lacks (range_repair.h). It runs in the background every `interval` and on demand
-// (`alldata repair`); one run at a time. Copies are throttled to `bytes_per_sec`.
+// lacks (range_repair.h). It runs in the background every `interval`, 3 s after the
+// placement changed (so a member's removal or departure restores the replication factor at
+// once), and on demand (`alldata repair`); one run at a time. Copies are throttled to
+// `bytes_per_sec`.
 //
 // Executors: everything runs on the executor given (the cluster's); reads and writes of the
 // local store run on the storage pool. Streams are the ones this broker's store knows and

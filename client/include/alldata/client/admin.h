@@ -91,6 +91,12 @@ class Admin {
   // that broker's). A single broker answers with an empty report.
   Result<RepairReport> repair(std::string_view stream, std::uint64_t from_ms, std::uint64_t to_ms);
 
+  // Removes member `node_id` from the cluster for good (a broker that will never return):
+  // the survivors restore the replication factor from the copies that remain, and its node
+  // id is refused afterwards. Errors: kBadRequest (the connected broker's own id, an
+  // unknown id, or a single broker).
+  Status remove_member(std::string_view node_id);
+
   const BrokerInfo& broker() const;
 
  private:
