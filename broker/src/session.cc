@@ -466,12 +466,7 @@ asio::awaitable<void> Session::handle_replicate(protocol::FrameBuffer frame, boo
   auto stored = co_await store_and_wait(ctx_.store, std::move(*batch), std::move(hint),
                                         ctx_.options.produce_timeout);
   if (!stored) co_return fail(stored.error());
-  capnp::MallocMessageBuilder mb(64);
-  auto resp = mb.initRoot<wire::Response>();
-  resp.setCorrelationId(correlation_id);
-  resp.setError(wire::ErrorCode::OK);
-  resp.setNone();
-  send(mb);
+  send_ok(correlation_id);
   request_done();
 }
 
@@ -631,6 +626,15 @@ asio::awaitable<void> Session::handle_metadata(std::uint64_t correlation_id, boo
 void Session::send(capnp::MessageBuilder& message) {
   protocol::append_frame(message, out_);
   writer_wake_.cancel();
+}
+
+void Session::send_ok(std::uint64_t correlation_id) {
+  capnp::MallocMessageBuilder mb(64);
+  auto resp = mb.initRoot<wire::Response>();
+  resp.setCorrelationId(correlation_id);
+  resp.setError(wire::ErrorCode::OK);
+  resp.setNone();
+  send(mb);
 }
 
 void Session::send_error(std::uint64_t correlation_id, const Error& error) {

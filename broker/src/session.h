@@ -71,6 +71,8 @@ class Session : public std::enable_shared_from_this<Session> {
   // Queues a response for the writer.
   void send(capnp::MessageBuilder& message);
   void send_error(std::uint64_t correlation_id, const Error& error);
+  // An `ok` answer without a result.
+  void send_ok(std::uint64_t correlation_id);
   // A request coroutine finished (one fewer in flight).
   void request_done();
 

@@ -262,12 +262,7 @@ asio::awaitable<void> Session::handle_remove_member(protocol::FrameBuffer frame)
   if (!st) {
     send_error(correlation_id, st.error());
   } else {
-    capnp::MallocMessageBuilder mb(64);
-    auto resp = mb.initRoot<wire::Response>();
-    resp.setCorrelationId(correlation_id);
-    resp.setError(wire::ErrorCode::OK);
-    resp.setNone();
-    send(mb);
+    send_ok(correlation_id);
   }
   request_done();
 }
