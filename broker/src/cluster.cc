@@ -224,9 +224,15 @@ class ClusterImpl final : public Cluster {
     // Writes coordinated before their coordinator knew of this broker: pulled again.
     const std::uint64_t margin = static_cast<std::uint64_t>(
         (options_.max_key_skew + options_.produce_timeout).count());
-    const repair::RepairSummary again =
-        co_await repairer_->pull_future_partitions(started > margin ? started - margin : 0);
-    if (stopped_) co_return;
+    repair::RepairSummary again;
+    for (;;) {
+      if (stopped_) co_return;
+      again = co_await repairer_->pull_future_partitions(started > margin ? started - margin : 0);
+      if (again.pairs_failed == 0) break;
+      log_->warn("joining: pulling recent writes failed ({} of {} pairs); retrying",
+                 again.pairs_failed, again.pairs);
+      co_await sleep(std::chrono::seconds(1));
+    }
     MemberState st = membership_->state();
     st.lifecycle = Lifecycle::kNormal;
     if (Status set = membership_->set_state(st); !set) {

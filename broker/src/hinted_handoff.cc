@@ -38,8 +38,10 @@ asio::awaitable<void> HintedHandoff::loop(asio::any_io_executor executor) {
     for (const auto& [target, count] : store_.pending_hints()) {
       if (count == 0 || stopping_) continue;
       const ViewMember* member = view ? view->member(target) : nullptr;
-      const bool gone = member != nullptr && (member->lifecycle == Lifecycle::kLeft ||
-                                              member->lifecycle == Lifecycle::kRemoved);
+      // Gone: it left, was removed, or is no longer known to a complete view (reaped).
+      const bool gone = (member != nullptr && (member->lifecycle == Lifecycle::kLeft ||
+                                               member->lifecycle == Lifecycle::kRemoved)) ||
+                        (member == nullptr && view && view->ready() && view->members().size() > 1);
       if (!gone && (member == nullptr || !member->live() || member->liveness != Liveness::kAlive ||
                     member->peer_address.empty())) {
         continue;
@@ -48,8 +50,12 @@ asio::awaitable<void> HintedHandoff::loop(asio::any_io_executor executor) {
       auto& retry = retry_[target];
       if (now < retry.next_attempt) continue;
       const std::string address = gone ? std::string() : member->peer_address;
-      const bool done = gone ? co_await retarget(target)
-                             : co_await deliver(target, address, retry.delay.count() == 0);
+      bool done = false;  // an if, not ?: around co_await (GCC 12)
+      if (gone) {
+        done = co_await retarget(target);
+      } else {
+        done = co_await deliver(target, address, retry.delay.count() == 0);
+      }
       if (done) {
         retry_.erase(target);
       } else {

@@ -225,7 +225,9 @@ asio::awaitable<void> ReplicatingCoordinator::place(std::shared_ptr<Write> w, st
   const std::uint32_t owner_index = (*w->list)[index];
   const std::string owner = w->node(owner_index);
   if (w->live(owner_index)) {
-    Status s = co_await attempt(w, owner, std::nullopt);
+    // Named, never converted inside co_await: GCC 12 destroys such temporaries twice.
+    std::optional<std::string> no_hint;
+    Status s = co_await attempt(w, owner, std::move(no_hint));
     --w->owners_pending;
     if (s) {
       ++w->acks;
@@ -261,7 +263,8 @@ asio::awaitable<void> ReplicatingCoordinator::place(std::shared_ptr<Write> w, st
       break;
     }
     const std::string node = w->node(*node_index);
-    Status s = co_await attempt(w, node, owner);
+    std::optional<std::string> hint_for = owner;
+    Status s = co_await attempt(w, node, std::move(hint_for));
     if (s) {
       ++w->hints;
       break;

@@ -58,7 +58,15 @@ KeyFrontier::Partition* KeyFrontier::add(std::uint64_t interval_start, std::uint
 }
 
 void KeyFrontier::trim() {
-  if (partitions_.size() > kMaxPartitions) partitions_.clear();
+  if (partitions_.size() > kMaxPartitions) {
+    partitions_.clear();
+    return;
+  }
+  if (++trims_ % 256 != 0) return;
+  std::size_t origins = 0;
+  for (const auto& [id, p] : partitions_) origins += p.by_origin_.size();
+  if (origins <= kMaxOrigins) return;
+  for (auto& [id, p] : partitions_) p.by_origin_.clear();  // max_all bounds them all
 }
 
 }  // namespace alldata::storage

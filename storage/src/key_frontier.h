@@ -52,9 +52,11 @@ class KeyFrontier {
 
   // At most this many origins are remembered per partition (note() forgets them past it),
   // and this many partitions in all (trim() forgets them); later keys of what was
-  // forgotten pay a read.
+  // forgotten pay a read. The bounds hold the frontier to about 64 MiB.
   static constexpr std::size_t kMaxOriginsPerPartition = 4096;
   static constexpr std::size_t kMaxPartitions = 16384;
+  // And at most about this many origin entries in all (trim() counts them every 256 calls).
+  static constexpr std::size_t kMaxOrigins = 1u << 20;
 
   // The partition's frontier, or null when it is not loaded.
   Partition* find(std::uint64_t interval_start, std::uint32_t stream_id, std::uint32_t partition);
@@ -70,6 +72,7 @@ class KeyFrontier {
 
  private:
   std::map<std::tuple<std::uint64_t, std::uint32_t, std::uint32_t>, Partition> partitions_;
+  std::size_t trims_ = 0;
 };
 
 }  // namespace alldata::storage

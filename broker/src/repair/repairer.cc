@@ -59,7 +59,9 @@ namespace {
 // this broker owns p; in kFuture mode the live owners of p when this broker will own it
 // (future placement). Placement indices are translated to node ids.
 std::vector<std::string> partners(const ClusterView& view, const std::string& self,
-                                  const std::string& stream, std::uint32_t p, bool future) {
+                                  const std::string& stream, std::uint32_t p, bool future,
+                                  bool* owners_down) {
+  *owners_down = false;
   std::vector<std::string> out;
   const PlacementTable& now = view.placement();
   const PlacementTable* mine = future ? view.future_placement() : &now;
@@ -75,10 +77,14 @@ std::vector<std::string> partners(const ClusterView& view, const std::string& se
   if (!in_set(*mine, self)) return out;
   const auto& list = now.stream(stream)->partitions[p];
   const std::size_t rf = std::min<std::size_t>(now.policy().replication_factor, list.size());
+  std::size_t others = 0;
   for (std::size_t i = 0; i < rf; ++i) {
     const std::string& id = now.members()[list[i]].node_id;
-    if (id != self && view.live(list[i])) out.push_back(id);
+    if (id == self) continue;
+    ++others;
+    if (view.live(list[i])) out.push_back(id);
   }
+  *owners_down = others > 0 && out.empty();
   return out;
 }
 
@@ -95,23 +101,36 @@ asio::awaitable<RepairSummary> Repairer::pull_future_partitions(std::uint64_t fr
 }
 
 asio::awaitable<RepairSummary> Repairer::compare_all(const RepairScope& scope, bool future) {
+  RepairSummary summary;
   while (busy_) {
+    if (stopping_) co_return summary;
     asio::steady_timer t(executor_);
     t.expires_after(std::chrono::milliseconds(100));
     co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
   }
   busy_ = true;
+  struct Release {
+    bool& busy;
+    ~Release() { busy = false; }
+  } release{busy_};  // also when something throws
   const auto started = std::chrono::steady_clock::now();
-  RepairSummary summary;
   // Every interval holding a time in [from, to).
   const std::uint64_t from_ms = scope.from_ms - scope.from_ms % options_.interval_ms;
   const std::uint64_t to_ms = scope.to_ms != 0 ? scope.to_ms : wall_ms() + 1;
   std::vector<std::string> streams;
+  std::size_t unlisted = 0;  // live members whose streams could not be listed
   if (scope.stream.empty()) {
-    streams = co_await known_streams();
+    streams = co_await known_streams(&unlisted);
   } else {
     streams = {scope.stream};
   }
+  // A joining broker must not miss a stream or a partition: what could not be looked at
+  // counts as failed, so that it pulls again before it becomes normal.
+  auto failed = [&](std::string what) {
+    ++summary.pairs_failed;
+    if (summary.errors.size() < kMaxErrors) summary.errors.push_back(std::move(what));
+  };
+  if (future && unlisted > 0) failed(std::to_string(unlisted) + " members did not list their streams");
   LocalReplica local(self_id_, store_, storage_pool_, options_.request_timeout);
   const RepairLimits limits;
   const Throttle throttle = [this](std::uint64_t bytes) { return this->throttle(bytes); };
@@ -119,13 +138,21 @@ asio::awaitable<RepairSummary> Repairer::compare_all(const RepairScope& scope, b
     for (std::uint32_t p = 0; !stopping_; ++p) {
       auto view = views_.view();
       if (!view || p >= view->placement().partitions()) break;
-      const auto others = partners(*view, self_id_, stream, p, future);
+      bool owners_down = false;
+      const auto others = partners(*view, self_id_, stream, p, future, &owners_down);
+      if (future && owners_down) {
+        failed(stream + "/" + std::to_string(p) + ": no live owner to pull from");
+        continue;
+      }
       if (others.empty()) continue;
       ++summary.partitions;
       for (const auto& node : others) {
         if (stopping_) break;
         const ViewMember* m = view->member(node);
-        if (m == nullptr || m->peer_address.empty()) continue;
+        if (m == nullptr || m->peer_address.empty()) {
+          if (future) failed(stream + "/" + std::to_string(p) + ": no peer address for " + node);
+          continue;
+        }
         PeerReplica remote(peers_, node, m->peer_address, options_.request_timeout);
         ++summary.pairs;
         auto r = co_await repair_partition(local, remote, stream, p, from_ms, to_ms,
@@ -145,11 +172,11 @@ asio::awaitable<RepairSummary> Repairer::compare_all(const RepairScope& scope, b
   }
   summary.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  busy_ = false;
   co_return summary;
 }
 
-asio::awaitable<std::vector<std::string>> Repairer::known_streams() {
+asio::awaitable<std::vector<std::string>> Repairer::known_streams(std::size_t* unlisted) {
+  *unlisted = 0;
   // This broker's, and every live member's: a broker that lost its disk knows none.
   std::set<std::string> all;
   // Named results, never temporaries inside a co_await expression: GCC 12 destroys those
@@ -168,6 +195,7 @@ asio::awaitable<std::vector<std::string>> Repairer::known_streams() {
       if (!answer) {
         log_->debug("repair: cannot list the streams of {}: {}", m.node_id,
                     answer.error().to_string());
+        ++*unlisted;
         continue;
       }
       try {
@@ -177,6 +205,7 @@ asio::awaitable<std::vector<std::string>> Repairer::known_streams() {
         }
       } catch (const kj::Exception& e) {
         log_->warn("repair: undecodable stream list from {}", m.node_id);
+        ++*unlisted;
       }
     }
   }

@@ -78,7 +78,8 @@ class Repairer {
   // One run: every partition this broker owns (future: will own) against its partners.
   boost::asio::awaitable<RepairSummary> compare_all(const RepairScope& scope, bool future);
   // The streams this broker's store knows and those every live member reports.
-  boost::asio::awaitable<std::vector<std::string>> known_streams();
+  // `*unlisted`: live members that did not answer.
+  boost::asio::awaitable<std::vector<std::string>> known_streams(std::size_t* unlisted);
   boost::asio::awaitable<void> throttle(std::uint64_t bytes);
 
   boost::asio::any_io_executor executor_;
