@@ -45,7 +45,10 @@ void ClusterAgent::rebuild() {
   in.partitions = options_.partitions;
   in.ready = membership_.ready();
   in.status = membership_.status();
-  if (auto previous = views_.view()) in.previous = previous->placement_ptr();
+  if (auto previous = views_.view()) {
+    in.previous = previous->placement_ptr();
+    in.previous_future = previous->future_placement_ptr();
+  }
   const std::vector<Member> members = membership_.members();
   in.members.reserve(members.size());
   for (const Member& m : members) {

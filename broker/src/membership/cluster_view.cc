@@ -91,8 +91,14 @@ ClusterView::ClusterView(Inputs in)
   if (!joining.empty()) {
     std::vector<MemberInfo> future = owners;
     future.insert(future.end(), joining.begin(), joining.end());
-    future_ = std::make_shared<PlacementTable>(std::move(future), in.policy, in.partitions, zone,
-                                               region);
+    // Reused while unchanged: its per-stream placements are cached on the produce path.
+    if (in.previous_future &&
+        in.previous_future->same_placement(future, in.policy, in.partitions, zone, region)) {
+      future_ = std::move(in.previous_future);
+    } else {
+      future_ = std::make_shared<PlacementTable>(std::move(future), in.policy, in.partitions,
+                                                 zone, region);
+    }
   }
 }
 
@@ -170,7 +176,10 @@ void StaticViewSource::rebuild() {
   in.policy = policy_;
   in.partitions = partitions_;
   auto previous = holder_.view();
-  if (previous) in.previous = previous->placement_ptr();
+  if (previous) {
+    in.previous = previous->placement_ptr();
+    in.previous_future = previous->future_placement_ptr();
+  }
   for (const auto& m : members_) {
     ViewMember v;
     v.node_id = m.node_id;

@@ -99,6 +99,7 @@ class ClusterView {
     bool ready = true;                // the membership view is complete
     std::string status = "ready";
     std::shared_ptr<const PlacementTable> previous;  // reused when placement is unchanged
+    std::shared_ptr<const PlacementTable> previous_future;  // the same for future_placement()
   };
   explicit ClusterView(Inputs inputs);
 
@@ -124,6 +125,9 @@ class ClusterView {
   std::vector<std::string> joining_replicas(std::string_view stream, std::uint32_t partition) const;
   // That placement (owners and live joining members), or null while none is joining.
   const PlacementTable* future_placement() const noexcept { return future_.get(); }
+  const std::shared_ptr<const PlacementTable>& future_placement_ptr() const noexcept {
+    return future_;
+  }
 
   // The cluster's completeness watermark at this broker's monotonic `now_ms`: the minimum
   // over live placement members (and this broker) of each one's watermark; 0 while one of
