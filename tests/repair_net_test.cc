@@ -86,12 +86,14 @@ class RepairNetTest : public ::testing::Test {
   struct Outcome {
     RepairStats stats;
     std::uint64_t wire_bytes = 0;  // every request and answer, both peers
+    double seconds = 0;
   };
 
   Outcome repair() {
     PeerReplica a(*client_, "node-0", brokers_[0]->peer_address(), std::chrono::seconds(30));
     PeerReplica b(*client_, "node-1", brokers_[1]->peer_address(), std::chrono::seconds(30));
     const std::uint64_t now = now_ms();
+    const auto started = std::chrono::steady_clock::now();
     auto f = asio::co_spawn(io_,
                             broker::repair::repair_partition(a, b, "s", 0, 0, now + 3'600'000,
                                                              3'600'000, {}, {}),
@@ -104,7 +106,8 @@ class RepairNetTest : public ::testing::Test {
     auto r = f.get();
     EXPECT_TRUE(r) << r.error().to_string();
     return Outcome{r ? *r : RepairStats{},
-                   a.bytes_sent() + a.bytes_received() + b.bytes_sent() + b.bytes_received()};
+                   a.bytes_sent() + a.bytes_received() + b.bytes_sent() + b.bytes_received(),
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()};
   }
 
   // n distinct keys over the last few seconds (within the brokers' key skew), three origins.
@@ -156,10 +159,8 @@ TEST_F(RepairNetTest, AReplicaMissingTenPercentReceivesThoseEventsOverThePeerPro
   }
   const std::uint64_t data_bytes = put(0, keys);
   put(1, partial);
-  const auto started = std::chrono::steady_clock::now();
   const Outcome o = repair();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const double seconds = o.seconds;
   EXPECT_EQ(o.stats.events_to_b, missing);
   EXPECT_EQ(o.stats.events_to_a, 0u);
   const std::set<Key> all(keys.begin(), keys.end());
@@ -187,10 +188,8 @@ TEST_F(RepairNetTest, AContiguousGapCostsAboutWhatIsMissing) {
   partial.insert(partial.end(), keys.begin() + static_cast<std::ptrdiff_t>(gap_to), keys.end());
   const std::uint64_t data_bytes = put(0, keys);
   put(1, partial);
-  const auto started = std::chrono::steady_clock::now();
   const Outcome o = repair();
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const double seconds = o.seconds;
   EXPECT_EQ(o.stats.events_to_b, gap_to - gap_from);
   // The driver relays every copied event twice (fetched from one, stored on the other), each
   // time with Cap'n Proto's framing of an Event (about 1.4 x its record bytes at 100-byte

@@ -120,16 +120,13 @@ asio::awaitable<bool> HintedHandoff::retarget(const std::string& target) {
     const auto view = views_.view();
     if (!view) co_return false;
     for (const auto& batch : page->batches) {
-      const auto placement = view->placement().stream(batch.stream());
-      if (batch.partition() >= placement->partitions.size()) continue;
-      const auto& list = placement->partitions[batch.partition()];
-      const std::size_t rf =
-          std::min<std::size_t>(view->placement().policy().replication_factor, list.size());
+      if (batch.partition() >= view->placement().partitions()) continue;
       std::size_t stored = 0;
-      for (std::size_t i = 0; i < rf; ++i) {
-        const std::string& node = view->placement().members()[list[i]].node_id;
+      const auto owners = view->placement().replicas(batch.stream(), batch.partition());
+      for (const std::uint32_t owner : owners) {
+        const std::string& node = view->placement().members()[owner].node_id;
         const ViewMember* m = view->member(node);
-        if (!view->live(list[i]) || m == nullptr || m->peer_address.empty()) continue;
+        if (!view->live(owner) || m == nullptr || m->peer_address.empty()) continue;
         Status sent;
         if (m->self) {
           storage::EventBatch copy = batch;

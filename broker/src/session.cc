@@ -628,12 +628,17 @@ void Session::send(capnp::MessageBuilder& message) {
   writer_wake_.cancel();
 }
 
-void Session::send_ok(std::uint64_t correlation_id) {
-  capnp::MallocMessageBuilder mb(64);
+wire::Response::Builder Session::ok_response(capnp::MessageBuilder& mb,
+                                             std::uint64_t correlation_id) {
   auto resp = mb.initRoot<wire::Response>();
   resp.setCorrelationId(correlation_id);
   resp.setError(wire::ErrorCode::OK);
-  resp.setNone();
+  return resp;
+}
+
+void Session::send_ok(std::uint64_t correlation_id) {
+  capnp::MallocMessageBuilder mb(64);
+  ok_response(mb, correlation_id).setNone();
   send(mb);
 }
 

@@ -11,11 +11,13 @@
 #include "server_context.h"
 
 #include "alldata/protocol/framing.h"
+#include "alldata/protocol/wire.h"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <capnp/message.h>
+#include <kj/exception.h>
 
 #include <chrono>
 #include <cstdint>
@@ -67,6 +69,36 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<void> handle_repair(protocol::FrameBuffer frame);
   // An operator removes a member for good.
   boost::asio::awaitable<void> handle_remove_member(protocol::FrameBuffer frame);
+
+  // Decodes `frame` and calls `read(request)` (a wire::Request::Reader returning Status)
+  // inside the Cap'n Proto exception guard, keeping the correlation id. A malformed message
+  // (badRequest "malformed <what>: ...") or an error `read` returns is answered and ends
+  // the request: false. The frame is released either way.
+  template <class Read>
+  bool read_request(protocol::FrameBuffer& frame, const char* what,
+                    std::uint64_t* correlation_id, Read&& read) {
+    Status st;
+    try {
+      auto reader = protocol::make_reader(frame, ctx_.options.nesting_limit);
+      auto request = reader.getRoot<wire::Request>();
+      *correlation_id = request.getCorrelationId();
+      st = read(request);
+    } catch (const kj::Exception& e) {
+      st = Error(ErrorCode::kBadRequest,
+                 std::string("malformed ") + what + ": " + e.getDescription().cStr());
+    }
+    frame = protocol::FrameBuffer();
+    if (!st) fail_request(*correlation_id, st.error());
+    return static_cast<bool>(st);
+  }
+  // Answers `error` and ends the request.
+  void fail_request(std::uint64_t correlation_id, const Error& error) {
+    send_error(correlation_id, error);
+    request_done();
+  }
+  // The root of an `ok` answer to request `correlation_id`, in `mb`.
+  static wire::Response::Builder ok_response(capnp::MessageBuilder& mb,
+                                             std::uint64_t correlation_id);
 
   // Queues a response for the writer.
   void send(capnp::MessageBuilder& message);

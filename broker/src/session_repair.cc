@@ -51,48 +51,37 @@ Result<std::vector<Key>> keys_of(capnp::Data::Reader data) {
 
 asio::awaitable<void> Session::handle_digest(protocol::FrameBuffer frame) {
   std::uint64_t correlation_id = 0;
-  auto fail = [&](Error e) {
-    send_error(correlation_id, e);
-    request_done();
-  };
   std::string stream;
   std::uint32_t partition = 0;
   std::uint64_t from_ms = 0;
   std::uint64_t to_ms = 0;
   std::vector<Key> bounds;
-  try {
-    auto reader = protocol::make_reader(frame, ctx_.options.nesting_limit);
-    auto request = reader.getRoot<wire::Request>();
-    correlation_id = request.getCorrelationId();
+  auto parse = [&](wire::Request::Reader request) -> Status {
     auto d = request.getDigest();
-    if (auto ok = check_target(d, ctx_.options, &stream); !ok) co_return fail(ok.error());
+    if (auto ok = check_target(d, ctx_.options, &stream); !ok) return ok.error();
     partition = d.getPartition();
     from_ms = d.getFromMs();
     to_ms = d.getToMs();
     if (d.getBounds().size() > kMaxBounds) {
-      co_return fail(Error(ErrorCode::kBadRequest, "at most " + std::to_string(kMaxBounds) +
-                                                       " digest bounds per request"));
+      return Error(ErrorCode::kBadRequest,
+                   "at most " + std::to_string(kMaxBounds) + " digest bounds per request");
     }
     for (auto b : d.getBounds()) {
       auto k = Key::from_bytes(protocol::view(b));
-      if (!k) co_return fail(Error(ErrorCode::kBadRequest, "digest bound: " + k.error().message));
+      if (!k) return Error(ErrorCode::kBadRequest, "digest bound: " + k.error().message);
       bounds.push_back(*k);
     }
-  } catch (const kj::Exception& e) {
-    co_return fail(Error(ErrorCode::kBadRequest,
-                         std::string("malformed digest: ") + e.getDescription().cStr()));
-  }
-  frame = protocol::FrameBuffer();
+    return {};
+  };
+  if (!read_request(frame, "digest", &correlation_id, parse)) co_return;
 
   capnp::MallocMessageBuilder mb;
-  auto resp = mb.initRoot<wire::Response>();
-  resp.setCorrelationId(correlation_id);
-  resp.setError(wire::ErrorCode::OK);
+  auto resp = ok_response(mb, correlation_id);
   if (bounds.empty()) {
     auto digests = co_await on_pool(ctx_.storage_pool, [&] {
       return ctx_.store.interval_digests(stream, partition, from_ms, to_ms);
     });
-    if (!digests) co_return fail(digests.error());
+    if (!digests) co_return fail_request(correlation_id, digests.error());
     auto list = resp.initDigest().initDigests(static_cast<unsigned>(digests->size()));
     for (unsigned i = 0; i < digests->size(); ++i) {
       list[i].setStartMs((*digests)[i].interval_start_ms);
@@ -103,7 +92,7 @@ asio::awaitable<void> Session::handle_digest(protocol::FrameBuffer frame) {
     auto digests = co_await on_pool(ctx_.storage_pool, [&] {
       return ctx_.store.range_digests(stream, partition, bounds);
     });
-    if (!digests) co_return fail(digests.error());
+    if (!digests) co_return fail_request(correlation_id, digests.error());
     auto list = resp.initDigest().initDigests(static_cast<unsigned>(digests->size()));
     for (unsigned i = 0; i < digests->size(); ++i) {
       list[i].setCount((*digests)[i].count);
@@ -116,52 +105,41 @@ asio::awaitable<void> Session::handle_digest(protocol::FrameBuffer frame) {
 
 asio::awaitable<void> Session::handle_fetch_range(protocol::FrameBuffer frame) {
   std::uint64_t correlation_id = 0;
-  auto fail = [&](Error e) {
-    send_error(correlation_id, e);
-    request_done();
-  };
   std::string stream;
   std::uint32_t partition = 0;
   Key from;
   Key to = Key::max();
   std::size_t max_keys = 0;
   std::vector<Key> wanted;
-  try {
-    auto reader = protocol::make_reader(frame, ctx_.options.nesting_limit);
-    auto request = reader.getRoot<wire::Request>();
-    correlation_id = request.getCorrelationId();
+  auto parse = [&](wire::Request::Reader request) -> Status {
     auto f = request.getFetchRange();
-    if (auto ok = check_target(f, ctx_.options, &stream); !ok) co_return fail(ok.error());
+    if (auto ok = check_target(f, ctx_.options, &stream); !ok) return ok.error();
     partition = f.getPartition();
     auto keys = keys_of(f.getKeys());
-    if (!keys) co_return fail(keys.error());
+    if (!keys) return keys.error();
     if (keys->size() > kMaxKeys) {
-      co_return fail(Error(ErrorCode::kBadRequest, "at most " + std::to_string(kMaxKeys) +
-                                                       " keys per fetchRange"));
+      return Error(ErrorCode::kBadRequest,
+                   "at most " + std::to_string(kMaxKeys) + " keys per fetchRange");
     }
     wanted = std::move(*keys);
     auto from_key = protocol::key_or(f.getFrom(), Key());
     auto to_key = protocol::key_or(f.getTo(), Key::max());
-    if (!from_key || !to_key) co_return fail(Error(ErrorCode::kBadRequest, "fetchRange bounds"));
+    if (!from_key || !to_key) return Error(ErrorCode::kBadRequest, "fetchRange bounds");
     from = *from_key;
     to = *to_key;
     max_keys = std::min<std::size_t>(std::max<std::uint32_t>(f.getMaxKeys(), 1), kMaxKeys);
-  } catch (const kj::Exception& e) {
-    co_return fail(Error(ErrorCode::kBadRequest,
-                         std::string("malformed fetchRange: ") + e.getDescription().cStr()));
-  }
-  frame = protocol::FrameBuffer();
+    return {};
+  };
+  if (!read_request(frame, "fetchRange", &correlation_id, parse)) co_return;
 
   capnp::MallocMessageBuilder mb;
-  auto resp = mb.initRoot<wire::Response>();
-  resp.setCorrelationId(correlation_id);
-  resp.setError(wire::ErrorCode::OK);
+  auto resp = ok_response(mb, correlation_id);
   auto r = resp.initFetchRange();
   if (wanted.empty()) {
     auto page = co_await on_pool(ctx_.storage_pool, [&] {
       return ctx_.store.keys(stream, partition, from, to, max_keys);
     });
-    if (!page) co_return fail(page.error());
+    if (!page) co_return fail_request(correlation_id, page.error());
     auto data = r.initKeys(static_cast<unsigned>(page->keys.size() * Key::kSize));
     for (std::size_t i = 0; i < page->keys.size(); ++i) {
       std::memcpy(data.begin() + i * Key::kSize, page->keys[i].data(), Key::kSize);
@@ -175,7 +153,7 @@ asio::awaitable<void> Session::handle_fetch_range(protocol::FrameBuffer frame) {
     auto batch = co_await on_pool(ctx_.storage_pool, [&] {
       return ctx_.store.events(stream, partition, wanted, max_bytes, &next);
     });
-    if (!batch) co_return fail(batch.error());
+    if (!batch) co_return fail_request(correlation_id, batch.error());
     put_events(r.initEvents(static_cast<unsigned>(batch->size())), *batch);
     r.setDone(!next);
     if (next) r.setNextFrom(protocol::data(next->view()));
@@ -187,28 +165,15 @@ asio::awaitable<void> Session::handle_fetch_range(protocol::FrameBuffer frame) {
 asio::awaitable<void> Session::handle_repair(protocol::FrameBuffer frame) {
   std::uint64_t correlation_id = 0;
   repair::RepairScope scope;
-  try {
-    auto reader = protocol::make_reader(frame, ctx_.options.nesting_limit);
-    auto request = reader.getRoot<wire::Request>();
-    correlation_id = request.getCorrelationId();
+  auto parse = [&](wire::Request::Reader request) -> Status {
     auto r = request.getRepair();
     scope.stream = protocol::view(r.getStream());
     scope.from_ms = r.getFromMs();
     scope.to_ms = r.getToMs();
-  } catch (const kj::Exception& e) {
-    send_error(correlation_id, Error(ErrorCode::kBadRequest,
-                                     std::string("malformed repair: ") + e.getDescription().cStr()));
-    request_done();
-    co_return;
-  }
-  frame = protocol::FrameBuffer();
-  if (!scope.stream.empty()) {
-    if (auto ok = validate_stream_name(scope.stream); !ok) {
-      send_error(correlation_id, ok.error());
-      request_done();
-      co_return;
-    }
-  }
+    if (scope.stream.empty()) return {};
+    return validate_stream_name(scope.stream);
+  };
+  if (!read_request(frame, "repair", &correlation_id, parse)) co_return;
   repair::RepairSummary summary;  // a single broker has no other replica: nothing to do
   if (ctx_.cluster != nullptr) {
     ctx_.log.info("session {}: repair of {} requested", remote_,
@@ -216,10 +181,7 @@ asio::awaitable<void> Session::handle_repair(protocol::FrameBuffer frame) {
     summary = co_await ctx_.cluster->repair(scope);
   }
   capnp::MallocMessageBuilder mb;
-  auto resp = mb.initRoot<wire::Response>();
-  resp.setCorrelationId(correlation_id);
-  resp.setError(wire::ErrorCode::OK);
-  auto r = resp.initRepair();
+  auto r = ok_response(mb, correlation_id).initRepair();
   const auto& st = summary.stats;
   r.setPartitions(summary.partitions);
   r.setPairs(summary.pairs);
@@ -234,7 +196,9 @@ asio::awaitable<void> Session::handle_repair(protocol::FrameBuffer frame) {
   r.setBytesExchanged(summary.bytes_exchanged);
   r.setSeconds(summary.seconds);
   auto errors = r.initErrors(static_cast<unsigned>(summary.errors.size()));
-  for (unsigned i = 0; i < summary.errors.size(); ++i) errors.set(i, protocol::text(summary.errors[i]));
+  for (unsigned i = 0; i < summary.errors.size(); ++i) {
+    errors.set(i, protocol::text(summary.errors[i]));
+  }
   send(mb);
   request_done();
 }
@@ -242,28 +206,18 @@ asio::awaitable<void> Session::handle_repair(protocol::FrameBuffer frame) {
 asio::awaitable<void> Session::handle_remove_member(protocol::FrameBuffer frame) {
   std::uint64_t correlation_id = 0;
   std::string node_id;
-  try {
-    auto reader = protocol::make_reader(frame, ctx_.options.nesting_limit);
-    auto request = reader.getRoot<wire::Request>();
-    correlation_id = request.getCorrelationId();
+  auto parse = [&](wire::Request::Reader request) -> Status {
     node_id = protocol::view(request.getRemoveMember().getNodeId());
-  } catch (const kj::Exception& e) {
-    send_error(correlation_id, Error(ErrorCode::kBadRequest, std::string("malformed removeMember: ") +
-                                                                 e.getDescription().cStr()));
-    request_done();
-    co_return;
-  }
-  frame = protocol::FrameBuffer();
+    return {};
+  };
+  if (!read_request(frame, "removeMember", &correlation_id, parse)) co_return;
   Status st = Error(ErrorCode::kBadRequest, "a single broker has no members to remove");
   if (ctx_.cluster != nullptr) {
     ctx_.log.info("session {}: removal of member {} requested", remote_, node_id);
     st = co_await ctx_.cluster->remove_member(node_id);
   }
-  if (!st) {
-    send_error(correlation_id, st.error());
-  } else {
-    send_ok(correlation_id);
-  }
+  if (!st) co_return fail_request(correlation_id, st.error());
+  send_ok(correlation_id);
   request_done();
 }
 

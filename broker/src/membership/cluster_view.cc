@@ -64,6 +64,15 @@ std::shared_ptr<const StreamPlacement> PlacementTable::stream(std::string_view s
   return it->second;
 }
 
+std::vector<std::uint32_t> PlacementTable::replicas(std::string_view stream,
+                                                    std::uint32_t partition) const {
+  const auto placement = this->stream(stream);
+  if (partition >= placement->partitions.size()) return {};
+  const auto& list = placement->partitions[partition];
+  const std::size_t rf = std::min<std::size_t>(policy_.replication_factor, list.size());
+  return std::vector<std::uint32_t>(list.begin(), list.begin() + static_cast<std::ptrdiff_t>(rf));
+}
+
 // ---- ClusterView -----------------------------------------------------------------------
 
 ClusterView::ClusterView(Inputs in)
@@ -106,12 +115,8 @@ std::vector<std::string> ClusterView::joining_replicas(std::string_view stream,
                                                        std::uint32_t partition) const {
   std::vector<std::string> out;
   if (!future_) return out;
-  const auto placement = future_->stream(stream);
-  if (partition >= placement->partitions.size()) return out;
-  const auto& list = placement->partitions[partition];
-  const std::size_t rf = std::min<std::size_t>(future_->policy().replication_factor, list.size());
-  for (std::size_t i = 0; i < rf; ++i) {
-    const std::string& id = future_->members()[list[i]].node_id;
+  for (const std::uint32_t i : future_->replicas(stream, partition)) {
+    const std::string& id = future_->members()[i].node_id;
     const ViewMember* m = member(id);
     if (m != nullptr && m->lifecycle == Lifecycle::kJoining) out.push_back(id);
   }

@@ -52,6 +52,11 @@ class PlacementTable {
   // streams; the cache starts over when full).
   std::shared_ptr<const StreamPlacement> stream(std::string_view stream) const;
 
+  // The replica set of (stream, partition): indices into members(), the first
+  // min(replication_factor, members) of its preference list; empty for a partition out of
+  // range.
+  std::vector<std::uint32_t> replicas(std::string_view stream, std::uint32_t partition) const;
+
   static constexpr std::size_t kMaxStreams = 4096;
 
  private:

@@ -12,6 +12,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <set>
@@ -65,24 +66,18 @@ std::vector<std::string> partners(const ClusterView& view, const std::string& se
   std::vector<std::string> out;
   const PlacementTable& now = view.placement();
   const PlacementTable* mine = future ? view.future_placement() : &now;
-  if (mine == nullptr || p >= mine->partitions()) return out;
-  auto in_set = [&](const PlacementTable& t, std::string_view id) {
-    const auto& list = t.stream(stream)->partitions[p];
-    const std::size_t rf = std::min<std::size_t>(t.policy().replication_factor, list.size());
-    for (std::size_t i = 0; i < rf; ++i) {
-      if (t.members()[list[i]].node_id == id) return true;
-    }
-    return false;
-  };
-  if (!in_set(*mine, self)) return out;
-  const auto& list = now.stream(stream)->partitions[p];
-  const std::size_t rf = std::min<std::size_t>(now.policy().replication_factor, list.size());
+  if (mine == nullptr) return out;
+  const auto my_set = mine->replicas(stream, p);
+  if (std::none_of(my_set.begin(), my_set.end(),
+                   [&](std::uint32_t i) { return mine->members()[i].node_id == self; })) {
+    return out;
+  }
   std::size_t others = 0;
-  for (std::size_t i = 0; i < rf; ++i) {
-    const std::string& id = now.members()[list[i]].node_id;
+  for (const std::uint32_t i : now.replicas(stream, p)) {
+    const std::string& id = now.members()[i].node_id;
     if (id == self) continue;
     ++others;
-    if (view.live(list[i])) out.push_back(id);
+    if (view.live(i)) out.push_back(id);
   }
   *owners_down = others > 0 && out.empty();
   return out;
@@ -130,7 +125,9 @@ asio::awaitable<RepairSummary> Repairer::compare_all(const RepairScope& scope, b
     ++summary.pairs_failed;
     if (summary.errors.size() < kMaxErrors) summary.errors.push_back(std::move(what));
   };
-  if (future && unlisted > 0) failed(std::to_string(unlisted) + " members did not list their streams");
+  if (future && unlisted > 0) {
+    failed(std::to_string(unlisted) + " members did not list their streams");
+  }
   LocalReplica local(self_id_, store_, storage_pool_, options_.request_timeout);
   const RepairLimits limits;
   const Throttle throttle = [this](std::uint64_t bytes) { return this->throttle(bytes); };
