@@ -63,11 +63,10 @@ class KeyFrontier {
   // Adds a partition loaded from RocksDB; returns it (stable until trim() or clear()).
   Partition* add(std::uint64_t interval_start, std::uint32_t stream_id, std::uint32_t partition,
                  const std::optional<Key16>& stored_max);
-  // Applies the bounds. Call between writes only: it invalidates Partition pointers.
+  // Applies the bounds. Call between writes only: it invalidates Partition pointers. (A
+  // note() for a write that then failed needs no undoing: a frontier above what is stored
+  // only costs reads.)
   void trim();
-  // Forgets everything. (A note() for a write that then failed needs no undoing: a frontier
-  // above what is stored only costs reads.)
-  void clear() { partitions_.clear(); }
   std::size_t partitions() const noexcept { return partitions_.size(); }
 
  private:
