@@ -149,6 +149,8 @@ struct Member {
   liveness @8 :Liveness;        # what the answering broker's failure detector says
   lifecycle @9 :Lifecycle;      # protocol/README.md, "Member lifecycle"
   incarnation @10 :UInt64;      # rises when the member restarts, changes state or refutes
+  handOverPartitions @11 :UInt64;  # joining: partitions it still pulls; leaving: still pushes
+  handOverBytes @12 :UInt64;    # event bytes pulled or pushed so far in that hand-over
 }
 
 struct MetadataResult {
@@ -254,6 +256,15 @@ struct RemoveMember {
   nodeId @0 :Text;
 }
 
+# An operator's request to broker `nodeId` (it must be the broker that receives it) to
+# leave the cluster for good: it becomes `leaving`, pushes each partition it owns to the
+# owners that take it over, delivers the hints it holds, becomes `left` and exits. Answered
+# once the departure has started; `alldata cluster` shows its progress. A broker restarted
+# while leaving carries on.
+struct Decommission {
+  nodeId @0 :Text;
+}
+
 struct Request {
   correlationId @0 :UInt64;     # echoed in the response; pick any value, unique per connection
   union {
@@ -267,6 +278,7 @@ struct Request {
     fetchRange @8 :FetchRange;
     repair @9 :Repair;
     removeMember @10 :RemoveMember;
+    decommission @11 :Decommission;
   }
 }
 
@@ -331,6 +343,8 @@ struct MemberState {
                                   # advances with time from then on
   pendingHints @9 :UInt64;        # hints it holds for others
   load @10 :UInt64;               # replica writes in flight when published
+  handOverPartitions @11 :UInt64; # joining: partitions still to pull; leaving: to push
+  handOverBytes @12 :UInt64;      # event bytes pulled or pushed so far in that hand-over
 }
 
 # A member's own record at an incarnation. A higher incarnation supersedes a lower one; a

@@ -19,17 +19,6 @@ using namespace std::chrono_literals;
 constexpr std::uint32_t kPartitions = 4;
 const std::string kStream = "join";
 
-// The keys a default `alldata scan --format jsonl` printed.
-std::multiset<std::string> scanned_keys(const std::string& out) {
-  std::multiset<std::string> keys;
-  std::size_t at = 0;
-  while ((at = out.find("\"key\":\"", at)) != std::string::npos) {
-    at += 7;
-    keys.insert(out.substr(at, out.find('"', at) - at));
-  }
-  return keys;
-}
-
 class JoinProcessTest : public ::testing::Test {
  protected:
   std::unique_ptr<BrokerProcess> broker(int i) {

@@ -183,6 +183,15 @@ class BrokerProcess {
   int signal(int sig) { return pid_ > 0 ? ::kill(pid_, sig) : -1; }
   // SIGKILL: no clean shutdown, as a crash.
   void kill_hard() { stop(SIGKILL); }
+  // Waits up to `timeout` for the broker to exit by itself; its exit status, or nullopt
+  // (it is then killed).
+  std::optional<int> wait_exit_for(std::chrono::milliseconds timeout) {
+    if (pid_ <= 0) return std::nullopt;
+    auto st = wait_exit(pid_, timeout);
+    pid_ = -1;
+    return st;
+  }
+  bool running() const { return pid_ > 0; }
   std::string log() const { return read_file(data_dir_.string() + ".log"); }
 
  private:
@@ -192,6 +201,17 @@ class BrokerProcess {
   std::uint16_t port_ = 0;
   std::string address_;
 };
+
+// The keys a default `alldata scan --format jsonl` printed, with repeats.
+inline std::multiset<std::string> scanned_keys(const std::string& jsonl) {
+  std::multiset<std::string> keys;
+  std::size_t at = 0;
+  while ((at = jsonl.find("\"key\":\"", at)) != std::string::npos) {
+    at += 7;
+    keys.insert(jsonl.substr(at, jsonl.find('"', at) - at));
+  }
+  return keys;
+}
 
 // The lowest port the kernel hands out for bind(port 0) (ip_local_port_range).
 inline int ephemeral_low() {

@@ -76,6 +76,15 @@ class BrokerImpl final : public Broker {
   std::uint64_t origin() const override { return keygen_->origin(); }
 
   void stop() override;
+  void on_exit_request(std::function<void()> fn) override {
+    std::unique_lock lock(exit_mu_);
+    if (exit_requested_) {
+      lock.unlock();
+      if (fn) fn();
+      return;
+    }
+    exit_handler_ = std::move(fn);
+  }
   void wait() override {
     std::unique_lock lock(stop_mu_);
     stop_cv_.wait(lock, [&] { return stopped_; });
@@ -107,6 +116,9 @@ class BrokerImpl final : public Broker {
       asio::make_work_guard(*cluster_io_);
   std::thread cluster_thread_;
   std::unique_ptr<Cluster> cluster_;
+  std::mutex exit_mu_;  // guards the two below
+  bool exit_requested_ = false;
+  std::function<void()> exit_handler_;
   std::vector<std::unique_ptr<IoThread>> io_;
   std::unique_ptr<tcp::acceptor> acceptor_;
   std::unique_ptr<tcp::acceptor> peer_acceptor_;
@@ -204,6 +216,15 @@ Status BrokerImpl::init() {
     cluster_ = std::move(*cluster);
     ctx_->cluster = cluster_.get();
     ctx_->coordinator = &cluster_->coordinator();
+    cluster_->on_left([this] {
+      std::function<void()> fn;
+      {
+        std::lock_guard lock(exit_mu_);
+        exit_requested_ = true;
+        fn = std::move(exit_handler_);
+      }
+      if (fn) fn();
+    });
     cluster_thread_ = std::thread([this] { cluster_io_->run(); });
   }
 

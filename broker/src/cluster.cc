@@ -3,6 +3,7 @@
 // views it produces. The protocol itself is in membership/; see cluster.h.
 #include "cluster.h"
 
+#include "hand_over.h"
 #include "hinted_handoff.h"
 #include "store_write.h"
 
@@ -12,9 +13,7 @@
 #include "membership/cluster_agent.h"
 #include "membership/membership.h"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -60,7 +59,7 @@ MembershipOptions membership_options(const BrokerOptions& o, const std::string& 
   m.pause_threshold = period * 2;
   m.reap_after = o.reap_after;
   m.max_members = o.max_members;
-  // A joining broker becomes normal only once it holds its partitions' data (join_with_data).
+  // A joining broker becomes normal only once it holds its partitions' data (HandOverRunner::join).
   m.promote_when_ready = false;
   return m;
 }
@@ -68,8 +67,9 @@ MembershipOptions membership_options(const BrokerOptions& o, const std::string& 
 // What the broker knows of itself, for the membership to publish.
 class BrokerLocalState final : public LocalState {
  public:
-  BrokerLocalState(storage::EventStore& store, const ReplicatingCoordinator*& coordinator)
-      : store_(store), coordinator_(coordinator) {}
+  BrokerLocalState(storage::EventStore& store, const ReplicatingCoordinator*& coordinator,
+                   const HandOverRunner*& hand_over)
+      : store_(store), coordinator_(coordinator), hand_over_(hand_over) {}
   std::uint64_t wall_ms() override { return wall_now_ms(); }
   std::optional<std::uint64_t> oldest_hint_ms() override { return store_.oldest_hint_ms(); }
   std::optional<std::uint64_t> oldest_in_flight_ms() override {
@@ -81,10 +81,12 @@ class BrokerLocalState final : public LocalState {
     return total;
   }
   std::uint64_t load() override { return coordinator_ ? coordinator_->writes_in_flight() : 0; }
+  HandOver hand_over() override { return hand_over_ ? hand_over_->progress() : HandOver{}; }
 
  private:
   storage::EventStore& store_;
   const ReplicatingCoordinator*& coordinator_;
+  const HandOverRunner*& hand_over_;
 };
 
 // Writes a batch on a node: this broker's own store, or a peer over the peer protocol.
@@ -129,7 +131,7 @@ class ClusterImpl final : public Cluster {
         log_(std::move(log)),
         random_(std::random_device{}()),
         timers_(static_cast<std::uint64_t>(options.gossip_interval.count()) * 2),
-        local_(store, coordinator_ptr_) {}
+        local_(store, coordinator_ptr_, hand_over_ptr_) {}
 
   ~ClusterImpl() override { stop(); }
 
@@ -178,8 +180,16 @@ class ClusterImpl final : public Cluster {
     co_return co_await asio::co_spawn(executor_, std::move(task), asio::use_awaitable);
   }
 
+  asio::awaitable<Status> decommission(const std::string& node_id) override {
+    auto task = [this, node_id]() -> asio::awaitable<Status> { co_return start_leaving(node_id); };
+    co_return co_await asio::co_spawn(executor_, std::move(task), asio::use_awaitable);
+  }
+
+  void on_left(std::function<void()> fn) override { on_left_ = std::move(fn); }
+
   void stop() override {
     if (stopped_.exchange(true)) return;
+    if (hand_over_) hand_over_->stop();
     if (repairer_) repairer_->stop();
     if (handoff_) handoff_->stop();
     if (driver_) driver_->stop();
@@ -191,58 +201,45 @@ class ClusterImpl final : public Cluster {
   }
 
  private:
-  // A joining broker: once its membership view is complete, pulls the partitions it will
-  // own from their current owners (while coordinators already send it new writes for
-  // them), pulls again what was written meanwhile, then becomes normal: an owner that holds
-  // its data, so no scan that reads it misses an event.
-  asio::awaitable<void> join_with_data() {
-    asio::steady_timer timer(executor_);
-    auto sleep = [&](std::chrono::milliseconds d) -> asio::awaitable<void> {
-      timer.expires_after(d);
-      co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    };
-    for (;;) {
-      if (stopped_) co_return;
-      auto v = views_.view();
-      if (v && v->ready()) break;
-      co_await sleep(options_.gossip_interval);
-    }
-    // Let every member's view learn that this broker is joining, so that their
-    // coordinators send it new writes before the pull starts.
-    co_await sleep(options_.gossip_interval * 5);
-    const std::uint64_t started = wall_now_ms();
-    repair::RepairSummary pulled;
-    for (;;) {
-      if (stopped_) co_return;
-      pulled = co_await repairer_->pull_future_partitions(0);
-      if (pulled.pairs_failed == 0) break;
-      log_->warn("joining: pulling partitions failed ({} of {} pairs; first: {}); retrying",
-                 pulled.pairs_failed, pulled.pairs,
-                 pulled.errors.empty() ? std::string() : pulled.errors.front());
-      co_await sleep(std::chrono::seconds(1));
-    }
-    // Writes coordinated before their coordinator knew of this broker: pulled again.
-    const std::uint64_t margin = static_cast<std::uint64_t>(
-        (options_.max_key_skew + options_.produce_timeout).count());
-    repair::RepairSummary again;
-    for (;;) {
-      if (stopped_) co_return;
-      again = co_await repairer_->pull_future_partitions(started > margin ? started - margin : 0);
-      if (again.pairs_failed == 0) break;
-      log_->warn("joining: pulling recent writes failed ({} of {} pairs); retrying",
-                 again.pairs_failed, again.pairs);
-      co_await sleep(std::chrono::seconds(1));
+  // On the executor. See decommission().
+  Status start_leaving(const std::string& node_id) {
+    if (stopped_) return Error(ErrorCode::kShuttingDown, "the broker is stopping");
+    if (node_id != node_id_) {
+      return Error(ErrorCode::kBadRequest, "this is broker " + node_id_ + ", not " + node_id +
+                                               ": send the decommission to " + node_id + "'s client address");
     }
     MemberState st = membership_->state();
-    st.lifecycle = Lifecycle::kNormal;
-    if (Status set = membership_->set_state(st); !set) {
-      log_->error("joining: cannot become normal: {}", set.error().to_string());
-      co_return;
+    if (st.lifecycle == Lifecycle::kLeaving) return {};  // already on its way
+    if (st.lifecycle != Lifecycle::kNormal) {
+      return Error(ErrorCode::kBadRequest, "broker " + node_id_ + " is " + std::string(to_string(st.lifecycle)) +
+                                               ": only a normal broker can be decommissioned (a joining one "
+                                               "owns nothing: stop it and remove it)");
     }
-    log_->info("joined with data: pulled {} events ({} bytes) for {} partitions in {:.1f} s, "
-               "then {} more; this broker is normal",
-               pulled.stats.events_to_a, pulled.stats.bytes_to_a, pulled.partitions,
-               pulled.seconds, again.stats.events_to_a);
+    auto view = views_.view();
+    std::size_t staying = 0;
+    if (view) {
+      for (const auto& m : view->members()) staying += m.lifecycle == Lifecycle::kNormal && !m.self ? 1 : 0;
+    }
+    if (staying < options_.replication_factor) {
+      return Error(ErrorCode::kBadRequest,
+                   "decommissioning " + node_id_ + " would leave " + std::to_string(staying) +
+                       " brokers for replication factor " + std::to_string(options_.replication_factor) +
+                       ": add a broker first");
+    }
+    st.lifecycle = Lifecycle::kLeaving;
+    if (Status set = membership_->set_state(st); !set) return set;
+    log_->warn("decommission: this broker is leaving the cluster for good");
+    spawn_leave();
+    return {};
+  }
+
+  void spawn_leave() {
+    auto on_left = [this] {
+      if (on_left_) on_left_();
+    };
+    asio::co_spawn(executor_, hand_over_->leave(std::move(on_left)), [log = log_](std::exception_ptr e) {
+      if (e) log->error("leaving with data failed: {}", describe_exception(e));
+    });
   }
 
   // The lifecycle this broker had before a restart: an owner of partitions comes back as
@@ -286,6 +283,9 @@ class ClusterImpl final : public Cluster {
   std::unique_ptr<ReplicatingCoordinator> coordinator_;
   std::unique_ptr<HintedHandoff> handoff_;
   std::unique_ptr<repair::Repairer> repairer_;
+  std::unique_ptr<HandOverRunner> hand_over_;
+  const HandOverRunner* hand_over_ptr_ = nullptr;
+  std::function<void()> on_left_;
   std::string gossip_address_;
   std::atomic<bool> stopped_{false};
 };
@@ -347,10 +347,20 @@ Status ClusterImpl::init(const std::string& client_address, const std::string& p
   repairer_ = std::make_unique<repair::Repairer>(executor_, node_id_, store_, storage_pool_, *peers_,
                                                  views_, rep, log_);
   repairer_->start();
+  HandOverOptions ho;
+  ho.period = options_.gossip_interval;
+  ho.margin = options_.max_key_skew + options_.produce_timeout;
+  hand_over_ = std::make_unique<HandOverRunner>(
+      executor_, *membership_, *repairer_, store_, views_, [this] { return coordinator_->writes_in_flight(); }, ho,
+      log_);
+  hand_over_ptr_ = hand_over_.get();
   if (state.lifecycle == Lifecycle::kJoining) {
-    asio::co_spawn(executor_, join_with_data(), [log = log_](std::exception_ptr e) {
+    asio::co_spawn(executor_, hand_over_->join(), [log = log_](std::exception_ptr e) {
       if (e) log->error("joining with data failed: {}", describe_exception(e));
     });
+  } else if (state.lifecycle == Lifecycle::kLeaving) {
+    log_->warn("this broker was leaving the cluster when it stopped: it carries on");
+    spawn_leave();
   }
   log_->info("broker {} joined membership on {} (cluster {}, zone {}, region {}, replication factor {}, {} seeds, {})",
              node_id_, membership_->address(), options_.cluster_name, options_.zone, options_.region,

@@ -23,6 +23,7 @@
 #include <spdlog/logger.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -63,6 +64,15 @@ class Cluster {
   // Removes member `node_id` for good (Membership::remove); completes on the caller's
   // executor. Errors: kBadRequest (this broker's own id, an unknown one).
   virtual boost::asio::awaitable<Status> remove_member(const std::string& node_id) = 0;
+  // Starts this broker's departure (it must be `node_id`): leaving, push its partitions to
+  // their new owners (Repairer::push_to_future_owners), deliver its hints, left, then the
+  // exit handler. Completes on the caller's executor once leaving is published (at once
+  // when it already is). Errors: kBadRequest (another broker's id; this broker is still
+  // joining), kNotAllowed (it left).
+  virtual boost::asio::awaitable<Status> decommission(const std::string& node_id) = 0;
+  // Called once, on the cluster executor, when this broker has left the cluster after a
+  // decommission: the process should stop. Set before the executor runs.
+  virtual void on_left(std::function<void()> fn) = 0;
   // Stops membership, handoff, repair and peer connections. Call on the cluster executor's thread;
   // the executor must run until the returned cleanup is done.
   virtual void stop() = 0;

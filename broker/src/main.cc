@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -175,7 +176,9 @@ int main(int argc, char** argv) {
     logger->info("signal {} received: stopping", signo);
     (*broker)->stop();
   });
+  // After a decommission the broker has left the cluster: the process ends (status 0).
+  (*broker)->on_exit_request([&] { boost::asio::post(signals_io, [&] { signals.cancel(); }); });
   signals_io.run();
-  (*broker)->wait();
+  (*broker)->stop();  // idempotent: returns once stopped
   return 0;
 }

@@ -281,7 +281,7 @@ asio::awaitable<void> ReplicatingCoordinator::mirror(std::shared_ptr<Write> w, s
   std::optional<std::string> no_hint;  // named: GCC 12 destroys co_await temporaries twice
   Status s = co_await attempt(w, node, std::move(no_hint));
   if (!s) {
-    w->logger->debug("write of {} to joining broker {} failed (it pulls it later): {}", w->what,
+    w->logger->debug("write of {} to incoming replica {} failed (repair copies it later): {}", w->what,
                      node, s.error().to_string());
   }
 }
@@ -359,15 +359,16 @@ asio::awaitable<Result<ProduceOutcome>> ReplicatingCoordinator::produce(
     });
   }
 
-  // Joining brokers that will own this partition get the batch too, without counting
-  // toward the level and without hints: they pull what they miss before becoming owners.
-  for (const auto& node : view->joining_replicas(w->batch.stream(), w->batch.partition())) {
+  // Brokers that will own this partition once a join or a departure is done get the batch
+  // too, without counting toward the level and without hints: what they miss is pulled by
+  // a joining broker, or pushed by a leaving one, before the placement changes.
+  for (const auto& node : view->incoming_replicas(w->batch.stream(), w->batch.partition())) {
     ++counters_->in_flight;
     auto counters = counters_;
     auto logger = options_.logger;
     asio::co_spawn(ex, mirror(w, node), [counters, logger](std::exception_ptr e) {
       --counters->in_flight;
-      if (e) logger->error("joining-replica write coroutine ended with an exception");
+      if (e) logger->error("incoming-replica write coroutine ended with an exception");
     });
   }
 

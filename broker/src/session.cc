@@ -181,6 +181,10 @@ bool Session::dispatch(protocol::FrameBuffer frame) {
       ++in_flight_;
       asio::co_spawn(ex, handle_remove_member(std::move(frame)), on_done);
       return true;
+    case wire::Request::DECOMMISSION:
+      ++in_flight_;
+      asio::co_spawn(ex, handle_decommission(std::move(frame)), on_done);
+      return true;
     case wire::Request::REPLICATE:
     case wire::Request::DELIVER_HINTS:
       if (!peer_role_) {

@@ -69,6 +69,7 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<void> handle_repair(protocol::FrameBuffer frame);
   // An operator removes a member for good.
   boost::asio::awaitable<void> handle_remove_member(protocol::FrameBuffer frame);
+  boost::asio::awaitable<void> handle_decommission(protocol::FrameBuffer frame);
 
   // Decodes `frame` and calls `read(request)` (a wire::Request::Reader returning Status)
   // inside the Cap'n Proto exception guard, keeping the correlation id. A malformed message

@@ -221,4 +221,22 @@ asio::awaitable<void> Session::handle_remove_member(protocol::FrameBuffer frame)
   request_done();
 }
 
+asio::awaitable<void> Session::handle_decommission(protocol::FrameBuffer frame) {
+  std::uint64_t correlation_id = 0;
+  std::string node_id;
+  auto parse = [&](wire::Request::Reader request) -> Status {
+    node_id = protocol::view(request.getDecommission().getNodeId());
+    return {};
+  };
+  if (!read_request(frame, "decommission", &correlation_id, parse)) co_return;
+  Status st = Error(ErrorCode::kBadRequest, "a single broker is not a cluster member: stop it instead");
+  if (ctx_.cluster != nullptr) {
+    ctx_.log.info("session {}: decommission of {} requested", remote_, node_id);
+    st = co_await ctx_.cluster->decommission(node_id);
+  }
+  if (!st) co_return fail_request(correlation_id, st.error());
+  send_ok(correlation_id);
+  request_done();
+}
+
 }  // namespace alldata::broker

@@ -354,6 +354,8 @@ asio::awaitable<void> Session::handle_metadata(std::uint64_t correlation_id, boo
       m.setLiveness(static_cast<wire::Liveness>(static_cast<std::uint16_t>(v.liveness)));
       m.setLifecycle(static_cast<wire::Lifecycle>(static_cast<std::uint16_t>(v.lifecycle)));
       m.setIncarnation(v.incarnation);
+      m.setHandOverPartitions(v.hand_over_partitions);
+      m.setHandOverBytes(v.hand_over_bytes);
     }
   } else {
     auto members = r.initMembers(1);

@@ -64,6 +64,20 @@ class Admin::Impl {
     return {};
   }
 
+  Status decommission(std::string_view node_id) {
+    auto r = detail::request_once<bool>(
+        conn_,
+        [&](wire::Request::Builder request) {
+          request.initDecommission().setNodeId(protocol::text(node_id));
+        },
+        [](wire::Response::Reader, const std::string&) -> Result<bool> { return true; });
+    if (!r) {
+      if (detail::breaks_connection(r.error().code)) conn_.drop();
+      return r.error();
+    }
+    return {};
+  }
+
   const BrokerInfo& broker() const { return conn_.info(); }
 
  private:
@@ -108,6 +122,8 @@ Result<RepairReport> Admin::repair(std::string_view stream, std::uint64_t from_m
 }
 
 Status Admin::remove_member(std::string_view node_id) { return impl_->remove_member(node_id); }
+
+Status Admin::decommission(std::string_view node_id) { return impl_->decommission(node_id); }
 
 const BrokerInfo& Admin::broker() const { return impl_->broker(); }
 

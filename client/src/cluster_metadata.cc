@@ -24,6 +24,8 @@ ClusterMetadata decode(wire::MetadataResult::Reader m) {
     mi.lifecycle = lifecycle_from(static_cast<std::uint16_t>(member.getLifecycle()));
     mi.incarnation = member.getIncarnation();
     mi.pending_hints = member.getPendingHints();
+    mi.hand_over_partitions = member.getHandOverPartitions();
+    mi.hand_over_bytes = member.getHandOverBytes();
     out.members.push_back(std::move(mi));
   }
   for (auto s : m.getStreams()) out.streams.emplace_back(protocol::view(s));

@@ -64,7 +64,9 @@ std::string to_json(const client::ClusterMetadata& m) {
     out += ",\"lifecycle\":";
     append_json_string(out, std::string(alldata::to_string(mi.lifecycle)));
     out += ",\"incarnation\":" + std::to_string(mi.incarnation);
-    out += ",\"pending_hints\":" + std::to_string(mi.pending_hints) + "}";
+    out += ",\"pending_hints\":" + std::to_string(mi.pending_hints);
+    out += ",\"hand_over_partitions\":" + std::to_string(mi.hand_over_partitions);
+    out += ",\"hand_over_bytes\":" + std::to_string(mi.hand_over_bytes) + "}";
   }
   out += "],\"streams\":[";
   for (std::size_t i = 0; i < m.streams.size(); ++i) {
@@ -73,6 +75,17 @@ std::string to_json(const client::ClusterMetadata& m) {
   }
   out += "]}\n";
   return out;
+}
+
+// What a joining or leaving member still has to copy.
+std::string moving_text(const client::MemberInfo& mi) {
+  if (mi.lifecycle != Lifecycle::kJoining && mi.lifecycle != Lifecycle::kLeaving) return "-";
+  char text[96];
+  std::snprintf(text, sizeof text, "%s %llu partitions (%.1f MB done)",
+                mi.lifecycle == Lifecycle::kJoining ? "pull" : "push",
+                static_cast<unsigned long long>(mi.hand_over_partitions),
+                static_cast<double>(mi.hand_over_bytes) / 1e6);
+  return text;
 }
 
 void print_table(const client::ClusterMetadata& m) {
@@ -99,18 +112,19 @@ void print_table(const client::ClusterMetadata& m) {
   }
   auto row = [&](const std::string& node, const std::string& client, const std::string& peer,
                  const std::string& zone, const std::string& region, const std::string& liveness,
-                 const std::string& lifecycle, const std::string& incarnation, const std::string& hints) {
-    std::printf("%-*s  %-*s  %-*s  %-*s  %-*s  %-8s  %-9s  %-13s  %s\n", static_cast<int>(w_node), node.c_str(),
-                static_cast<int>(w_client), client.c_str(), static_cast<int>(w_peer), peer.c_str(),
+                 const std::string& lifecycle, const std::string& incarnation, const std::string& hints,
+                 const std::string& moving) {
+    std::printf("%-*s  %-*s  %-*s  %-*s  %-*s  %-8s  %-9s  %-13s  %-7s  %s\n", static_cast<int>(w_node),
+                node.c_str(), static_cast<int>(w_client), client.c_str(), static_cast<int>(w_peer), peer.c_str(),
                 static_cast<int>(w_zone), zone.c_str(), static_cast<int>(w_region), region.c_str(),
-                liveness.c_str(), lifecycle.c_str(), incarnation.c_str(), hints.c_str());
+                liveness.c_str(), lifecycle.c_str(), incarnation.c_str(), hints.c_str(), moving.c_str());
   };
-  row("NODE-ID", "CLIENT", "PEER", "ZONE", "REGION", "LIVENESS", "LIFECYCLE", "INCARNATION", "HINTS");
+  row("NODE-ID", "CLIENT", "PEER", "ZONE", "REGION", "LIVENESS", "LIFECYCLE", "INCARNATION", "HINTS", "MOVING");
   for (const auto& mi : m.members) {
     row(mi.node_id, mi.client_address, mi.peer_address.empty() ? "-" : mi.peer_address,
         mi.zone.empty() ? "-" : mi.zone, mi.region.empty() ? "-" : mi.region,
         std::string(alldata::to_string(mi.liveness)), std::string(alldata::to_string(mi.lifecycle)),
-        std::to_string(mi.incarnation), std::to_string(mi.pending_hints));
+        std::to_string(mi.incarnation), std::to_string(mi.pending_hints), moving_text(mi));
   }
   std::printf("\nSTREAMS (%zu)\n", m.streams.size());
   for (const auto& s : m.streams) std::printf("%s\n", s.c_str());
@@ -178,13 +192,33 @@ void register_cluster(CLI::App& app, Runner& run) {
     if (cmd->get_subcommands().empty()) run = [o] { return run_cluster(*o); };
   });
 
-  cmd->fallthrough();  // `alldata cluster remove NODE_ID -b ADDR` reads -b too
+  cmd->fallthrough();  // `alldata cluster remove|decommission NODE_ID -b ADDR` read -b too
   auto node = std::make_shared<std::string>();
   auto* remove = cmd->add_subcommand(
       "remove", "Remove a broker that will never return: the others restore the replication "
                 "factor from the copies that remain, and its node id is refused afterwards.");
   remove->add_option("NODE_ID", *node, "The member to remove")->required();
   remove->callback([o, node, &run] { run = [o, node] { return run_remove(o->connect, *node); }; });
+
+  struct Decommission {
+    std::string node;
+    bool no_wait = false;
+    int timeout_s = 86400;
+  };
+  auto d = std::make_shared<Decommission>();
+  auto* decommission = cmd->add_subcommand(
+      "decommission",
+      "Retire a live broker for good: it pushes its partitions to the brokers that take them "
+      "over, delivers its hints, leaves the cluster and exits. Waits until it has left, showing "
+      "its progress (survives a restart of any broker involved).");
+  decommission->add_option("NODE_ID", d->node, "The member to decommission")->required();
+  decommission->add_flag("--no-wait", d->no_wait, "Return once the departure has started");
+  decommission->add_option("--timeout", d->timeout_s, "Stop waiting after this many seconds (it carries on)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  decommission->callback([o, d, &run] {
+    run = [o, d] { return run_decommission(o->connect, d->node, !d->no_wait, d->timeout_s); };
+  });
 }
 
 }  // namespace alldata::tool

@@ -30,6 +30,11 @@ void register_repair(CLI::App& app, Runner& run);
 void register_bench(CLI::App& app, Runner& run);
 void register_dev(CLI::App& app, Runner& run);
 
+// `alldata cluster decommission NODE_ID` (cluster_decommission.cc); waits for the broker to
+// have left unless !wait, at most timeout_s seconds.
+struct ConnectOptions;
+int run_decommission(const ConnectOptions& connect, const std::string& node_id, bool wait, int timeout_s);
+
 // Options every subcommand that talks to brokers has.
 struct ConnectOptions {
   std::string brokers;

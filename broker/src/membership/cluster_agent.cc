@@ -63,6 +63,8 @@ void ClusterAgent::rebuild() {
     v.lifecycle = m.lifecycle();
     v.incarnation = m.incarnation;
     v.pending_hints = m.state.pending_hints;
+    v.hand_over_partitions = m.state.hand_over_partitions;
+    v.hand_over_bytes = m.state.hand_over_bytes;
     v.self = m.self;
     v.watermark_ms = m.state.watermark_ms;
     v.watermark_held = m.state.watermark_held;
@@ -91,6 +93,9 @@ MemberState ClusterAgent::wanted_state(std::uint64_t) {
     s.watermark_ms = base;  // and it advances with time from here
   }
   s.pending_hints = local_.pending_hints();
+  const HandOver h = local_.hand_over();
+  s.hand_over_partitions = h.partitions_left;
+  s.hand_over_bytes = h.bytes_moved;
   return s;
 }
 
@@ -106,7 +111,9 @@ void ClusterAgent::check_state() {
   // once per min_republish.
   const bool urgent = have.watermark_ms == 0 || want.watermark_held != have.watermark_held ||
                       (want.watermark_held && want.watermark_ms < have.watermark_ms);
-  const bool minor = want.watermark_ms != have.watermark_ms || want.pending_hints != have.pending_hints;
+  const bool minor = want.watermark_ms != have.watermark_ms || want.pending_hints != have.pending_hints ||
+                     want.hand_over_partitions != have.hand_over_partitions ||
+                     want.hand_over_bytes != have.hand_over_bytes;
   if (!urgent && !(minor && now - last_publish_ms_ >= static_cast<std::uint64_t>(options_.min_republish.count()))) {
     return;
   }

@@ -21,6 +21,12 @@
 
 namespace alldata::broker {
 
+// Where this broker's pull (joining) or push (leaving) of partitions stands.
+struct HandOver {
+  std::uint64_t partitions_left = 0;
+  std::uint64_t bytes_moved = 0;
+};
+
 // What the broker knows of itself, read on the membership's executor (must not block).
 class LocalState {
  public:
@@ -30,6 +36,7 @@ class LocalState {
   virtual std::optional<std::uint64_t> oldest_in_flight_ms() = 0;  // of writes not settled
   virtual std::uint64_t pending_hints() = 0;
   virtual std::uint64_t load() = 0;                            // replica writes in flight
+  virtual HandOver hand_over() { return {}; }
 };
 
 struct AgentOptions {

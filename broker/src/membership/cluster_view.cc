@@ -78,14 +78,21 @@ std::vector<std::uint32_t> PlacementTable::replicas(std::string_view stream,
 ClusterView::ClusterView(Inputs in)
     : members_(std::move(in.members)), ready_(in.ready), status_(std::move(in.status)) {
   std::vector<MemberInfo> owners;
-  std::vector<MemberInfo> joining;
+  std::vector<MemberInfo> future;  // owners that stay, and live joining members
+  bool changing = false;
   for (std::size_t i = 0; i < members_.size(); ++i) {
     const ViewMember& m = members_[i];
     by_id_.emplace(m.node_id, i);
     if (m.lifecycle == Lifecycle::kNormal || m.lifecycle == Lifecycle::kLeaving) {
       owners.push_back(MemberInfo{m.node_id, m.zone, m.region, m.live()});
+    }
+    if (m.lifecycle == Lifecycle::kNormal) {
+      future.push_back(MemberInfo{m.node_id, m.zone, m.region, m.live()});
     } else if (m.lifecycle == Lifecycle::kJoining && m.live()) {
-      joining.push_back(MemberInfo{m.node_id, m.zone, m.region, true});
+      future.push_back(MemberInfo{m.node_id, m.zone, m.region, true});
+      changing = true;
+    } else if (m.lifecycle == Lifecycle::kLeaving) {
+      changing = true;
     }
   }
   const std::string zone = members_.empty() ? "" : members_.front().zone;
@@ -97,9 +104,7 @@ ClusterView::ClusterView(Inputs in)
   }
   live_.assign(placement_->members().size(), false);
   for (const auto& o : owners) live_[*placement_->index_of(o.node_id)] = o.live;
-  if (!joining.empty()) {
-    std::vector<MemberInfo> future = owners;
-    future.insert(future.end(), joining.begin(), joining.end());
+  if (changing && !future.empty()) {
     // Reused while unchanged: its per-stream placements are cached on the produce path.
     if (in.previous_future &&
         in.previous_future->same_placement(future, in.policy, in.partitions, zone, region)) {
@@ -111,14 +116,18 @@ ClusterView::ClusterView(Inputs in)
   }
 }
 
-std::vector<std::string> ClusterView::joining_replicas(std::string_view stream,
-                                                       std::uint32_t partition) const {
+std::vector<std::string> ClusterView::incoming_replicas(std::string_view stream,
+                                                        std::uint32_t partition) const {
   std::vector<std::string> out;
   if (!future_) return out;
+  const auto now = placement_->replicas(stream, partition);
   for (const std::uint32_t i : future_->replicas(stream, partition)) {
-    const std::string& id = future_->members()[i].node_id;
-    const ViewMember* m = member(id);
-    if (m != nullptr && m->lifecycle == Lifecycle::kJoining) out.push_back(id);
+    const MemberInfo& m = future_->members()[i];
+    if (!m.live) continue;
+    const bool owns = std::any_of(now.begin(), now.end(), [&](std::uint32_t j) {
+      return placement_->members()[j].node_id == m.node_id;
+    });
+    if (!owns) out.push_back(m.node_id);
   }
   return out;
 }

@@ -6,7 +6,8 @@
 //
 // Placement members are the members whose lifecycle is normal or leaving, live or dead (a
 // dead owner keeps its partitions and is written through hints); joining, left and removed
-// members own nothing. Liveness changes make a new view that shares the placement table.
+// members own nothing. While a member joins or leaves, the future placement is the one
+// that will hold once it is done (normal members and live joining ones). Liveness changes make a new view that shares the placement table.
 #pragma once
 
 #include "alldata/broker/placement.h"
@@ -82,6 +83,8 @@ struct ViewMember {
   Lifecycle lifecycle = Lifecycle::kNormal;
   std::uint64_t incarnation = 0;
   std::uint64_t pending_hints = 0;
+  std::uint64_t hand_over_partitions = 0;  // MemberState: a join's or departure's progress
+  std::uint64_t hand_over_bytes = 0;
   bool self = false;
   // Its watermark: held at watermark_ms, or watermark_ms at received_ms (this broker's
   // monotonic clock) and advancing with time since.
@@ -122,13 +125,14 @@ class ClusterView {
   bool ready() const noexcept { return ready_; }
   const std::string& status() const noexcept { return status_; }
 
-  // Live joining members that will own (stream, partition) once they are normal: the
-  // members of its replica set under the placement of the owners plus every live joining
-  // member that are joining. Coordinators also write to them (without counting them), so a
-  // joining broker receives new writes while it pulls the old ones. Empty (and free) while
-  // no member is joining.
-  std::vector<std::string> joining_replicas(std::string_view stream, std::uint32_t partition) const;
-  // That placement (owners and live joining members), or null while none is joining.
+  // Live members that will own (stream, partition) once the members joining and leaving
+  // are done and do not own it now: joining members, and owners that take over a leaving
+  // member's share. Coordinators also write to them (without counting them), so they
+  // receive new writes while the old ones are pulled or pushed to them. Empty (and free)
+  // while no member is joining or leaving.
+  std::vector<std::string> incoming_replicas(std::string_view stream, std::uint32_t partition) const;
+  // That placement (normal owners and live joining members: leaving ones gone), or null
+  // while none is joining or leaving.
   const PlacementTable* future_placement() const noexcept { return future_.get(); }
   const std::shared_ptr<const PlacementTable>& future_placement_ptr() const noexcept {
     return future_;

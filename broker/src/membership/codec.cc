@@ -82,6 +82,8 @@ void fill_state(wire::MemberState::Builder b, const MemberState& s) {
   b.setWatermarkHeld(s.watermark_held);
   b.setPendingHints(s.pending_hints);
   b.setLoad(s.load);
+  b.setHandOverPartitions(s.hand_over_partitions);
+  b.setHandOverBytes(s.hand_over_bytes);
 }
 
 void fill_alive(wire::MemberAlive::Builder b, const AliveMsg& a) {
@@ -176,6 +178,8 @@ MemberState read_state(wire::MemberState::Reader r) {
   s.watermark_held = r.getWatermarkHeld();
   s.pending_hints = r.getPendingHints();
   s.load = r.getLoad();
+  s.hand_over_partitions = r.getHandOverPartitions();
+  s.hand_over_bytes = r.getHandOverBytes();
   return s;
 }
 

@@ -39,6 +39,10 @@ struct MemberState {
   bool watermark_held = false;
   std::uint64_t pending_hints = 0;
   std::uint64_t load = 0;
+  // A joining broker's pull or a leaving broker's push: partitions still to look at, event
+  // bytes copied so far (shown by `alldata cluster`).
+  std::uint64_t hand_over_partitions = 0;
+  std::uint64_t hand_over_bytes = 0;
 
   friend bool operator==(const MemberState&, const MemberState&) = default;
 };

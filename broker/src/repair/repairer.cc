@@ -24,8 +24,6 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr std::size_t kMaxErrors = 5;
-
 std::uint64_t wall_ms() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
@@ -56,22 +54,43 @@ asio::awaitable<void> Repairer::throttle(std::uint64_t bytes) {
 
 namespace {
 
-// The partners of this broker for (stream, p): in kOwned mode the other live owners when
-// this broker owns p; in kFuture mode the live owners of p when this broker will own it
-// (future placement). Placement indices are translated to node ids.
+// The partners of this broker for (stream, p), by mode (placement indices translated to
+// node ids):
+//  - kOwned: the other live owners, when this broker owns p;
+//  - kPull: the live owners, when this broker will own p (future placement);
+//  - kPush: the live incoming owners (ClusterView::incoming_replicas), when this broker
+//    owns p now and will not once it has left.
+// `*unreachable`: a partner this mode needs is down (kPull: every owner; kPush: any
+// incoming owner), so the partition cannot be handed over yet.
 std::vector<std::string> partners(const ClusterView& view, const std::string& self,
-                                  const std::string& stream, std::uint32_t p, bool future,
-                                  bool* owners_down) {
-  *owners_down = false;
+                                  const std::string& stream, std::uint32_t p, Mode mode,
+                                  bool* unreachable) {
+  *unreachable = false;
   std::vector<std::string> out;
   const PlacementTable& now = view.placement();
-  const PlacementTable* mine = future ? view.future_placement() : &now;
-  if (mine == nullptr) return out;
-  const auto my_set = mine->replicas(stream, p);
-  if (std::none_of(my_set.begin(), my_set.end(),
-                   [&](std::uint32_t i) { return mine->members()[i].node_id == self; })) {
+  const PlacementTable* future = view.future_placement();
+  auto holds = [&](const PlacementTable& table) {
+    const auto set = table.replicas(stream, p);
+    return std::any_of(set.begin(), set.end(),
+                       [&](std::uint32_t i) { return table.members()[i].node_id == self; });
+  };
+  if (mode == Mode::kPush) {
+    if (future == nullptr || !holds(now) || holds(*future)) return out;
+    for (const std::uint32_t i : future->replicas(stream, p)) {
+      const MemberInfo& m = future->members()[i];
+      const auto j = now.index_of(m.node_id);
+      const auto owners = now.replicas(stream, p);
+      if (j && std::find(owners.begin(), owners.end(), *j) != owners.end()) continue;
+      if (m.live) {
+        out.push_back(m.node_id);
+      } else {
+        *unreachable = true;
+      }
+    }
     return out;
   }
+  const PlacementTable* mine = mode == Mode::kPull ? future : &now;
+  if (mine == nullptr || !holds(*mine)) return out;
   std::size_t others = 0;
   for (const std::uint32_t i : now.replicas(stream, p)) {
     const std::string& id = now.members()[i].node_id;
@@ -79,23 +98,32 @@ std::vector<std::string> partners(const ClusterView& view, const std::string& se
     ++others;
     if (view.live(i)) out.push_back(id);
   }
-  *owners_down = others > 0 && out.empty();
+  *unreachable = mode == Mode::kPull && others > 0 && out.empty();
   return out;
 }
 
 }  // namespace
 
 asio::awaitable<RepairSummary> Repairer::run(const RepairScope& scope) {
-  co_return co_await compare_all(scope, /*future=*/false);
+  co_return co_await compare_all(scope, Mode::kOwned, nullptr);
 }
 
-asio::awaitable<RepairSummary> Repairer::pull_future_partitions(std::uint64_t from_ms) {
+asio::awaitable<RepairSummary> Repairer::pull_future_partitions(std::uint64_t from_ms,
+                                                                const Progress& progress) {
   RepairScope scope;
   scope.from_ms = from_ms;
-  co_return co_await compare_all(scope, /*future=*/true);
+  co_return co_await compare_all(scope, Mode::kPull, &progress);
 }
 
-asio::awaitable<RepairSummary> Repairer::compare_all(const RepairScope& scope, bool future) {
+asio::awaitable<RepairSummary> Repairer::push_to_future_owners(std::uint64_t from_ms,
+                                                               const Progress& progress) {
+  RepairScope scope;
+  scope.from_ms = from_ms;
+  co_return co_await compare_all(scope, Mode::kPush, &progress);
+}
+
+asio::awaitable<RepairSummary> Repairer::compare_all(const RepairScope& scope, Mode mode,
+                                                     const Progress* progress) {
   RepairSummary summary;
   while (busy_) {
     if (stopping_) co_return summary;
@@ -119,57 +147,71 @@ asio::awaitable<RepairSummary> Repairer::compare_all(const RepairScope& scope, b
   } else {
     streams = {scope.stream};
   }
-  // A joining broker must not miss a stream or a partition: what could not be looked at
-  // counts as failed, so that it pulls again before it becomes normal.
-  auto failed = [&](std::string what) {
-    ++summary.pairs_failed;
-    if (summary.errors.size() < kMaxErrors) summary.errors.push_back(std::move(what));
-  };
-  if (future && unlisted > 0) {
-    failed(std::to_string(unlisted) + " members did not list their streams");
+  // A broker handing partitions over must not miss a stream or a partition: what could not
+  // be looked at counts as failed, so that it runs again before it changes its lifecycle.
+  if (mode != Mode::kOwned && unlisted > 0) {
+    summary.failed(std::to_string(unlisted) + " members did not list their streams");
   }
-  LocalReplica local(self_id_, store_, storage_pool_, options_.request_timeout);
-  const RepairLimits limits;
-  const Throttle throttle = [this](std::uint64_t bytes) { return this->throttle(bytes); };
-  for (const auto& stream : streams) {
-    for (std::uint32_t p = 0; !stopping_; ++p) {
-      auto view = views_.view();
-      if (!view || p >= view->placement().partitions()) break;
-      bool owners_down = false;
-      const auto others = partners(*view, self_id_, stream, p, future, &owners_down);
-      if (future && owners_down) {
-        failed(stream + "/" + std::to_string(p) + ": no live owner to pull from");
-        continue;
-      }
-      if (others.empty()) continue;
-      ++summary.partitions;
-      for (const auto& node : others) {
-        if (stopping_) break;
-        const ViewMember* m = view->member(node);
-        if (m == nullptr || m->peer_address.empty()) {
-          if (future) failed(stream + "/" + std::to_string(p) + ": no peer address for " + node);
-          continue;
-        }
-        PeerReplica remote(peers_, node, m->peer_address, options_.request_timeout);
-        ++summary.pairs;
-        auto r = co_await repair_partition(local, remote, stream, p, from_ms, to_ms,
-                                           options_.interval_ms, limits, throttle);
-        summary.bytes_exchanged += remote.bytes_sent() + remote.bytes_received();
-        if (r) {
-          summary.stats += *r;
-        } else {
-          ++summary.pairs_failed;
-          if (summary.errors.size() < kMaxErrors) {
-            summary.errors.push_back(stream + "/" + std::to_string(p) + " with " + node + ": " +
-                                     r.error().to_string());
-          }
-        }
+  // The partitions to look at, as the view stands now: counted first, for progress.
+  std::vector<std::pair<const std::string*, std::uint32_t>> work;
+  if (auto view = views_.view()) {
+    for (const auto& stream : streams) {
+      for (std::uint32_t p = 0; p < view->placement().partitions(); ++p) {
+        bool unreachable = false;
+        const auto others = partners(*view, self_id_, stream, p, mode, &unreachable);
+        if (!others.empty() || unreachable) work.emplace_back(&stream, p);
       }
     }
+  }
+  LocalReplica local(self_id_, store_, storage_pool_, options_.request_timeout);
+  std::uint64_t left = work.size();
+  if (progress) (*progress)(left, 0);
+  for (const auto& [stream, p] : work) {
+    if (stopping_) break;
+    co_await repair_one(local, *stream, p, mode, from_ms, to_ms, summary);
+    --left;
+    if (progress) (*progress)(left, summary.stats.bytes_to_a + summary.stats.bytes_to_b);
   }
   summary.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   co_return summary;
+}
+
+asio::awaitable<void> Repairer::repair_one(LocalReplica& local, const std::string& stream,
+                                           std::uint32_t p, Mode mode, std::uint64_t from_ms,
+                                           std::uint64_t to_ms, RepairSummary& summary) {
+  auto view = views_.view();
+  if (!view || p >= view->placement().partitions()) co_return;
+  const std::string where = stream + "/" + std::to_string(p);
+  bool unreachable = false;
+  const auto others = partners(*view, self_id_, stream, p, mode, &unreachable);
+  if (unreachable) {
+    summary.failed(where + (mode == Mode::kPull ? ": no live owner to pull from"
+                                                : ": an incoming owner is not live"));
+    if (mode == Mode::kPull) co_return;
+  }
+  if (others.empty()) co_return;
+  ++summary.partitions;
+  const RepairLimits limits;
+  const Throttle throttle = [this](std::uint64_t bytes) { return this->throttle(bytes); };
+  for (const auto& node : others) {
+    if (stopping_) break;
+    const ViewMember* m = view->member(node);
+    if (m == nullptr || m->peer_address.empty()) {
+      if (mode != Mode::kOwned) summary.failed(where + ": no peer address for " + node);
+      continue;
+    }
+    PeerReplica remote(peers_, node, m->peer_address, options_.request_timeout);
+    ++summary.pairs;
+    auto r = co_await repair_partition(local, remote, stream, p, from_ms, to_ms,
+                                       options_.interval_ms, limits, throttle);
+    summary.bytes_exchanged += remote.bytes_sent() + remote.bytes_received();
+    if (r) {
+      summary.stats += *r;
+    } else {
+      summary.failed(where + " with " + node + ": " + r.error().to_string());
+    }
+  }
 }
 
 asio::awaitable<std::vector<std::string>> Repairer::known_streams(std::size_t* unlisted) {

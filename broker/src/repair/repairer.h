@@ -22,6 +22,7 @@
 #include <spdlog/logger.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -52,7 +53,26 @@ struct RepairSummary {
   std::uint64_t bytes_exchanged = 0; // request and answer frames with other brokers
   std::vector<std::string> errors;   // the first few, "stream/partition with node: reason"
   double seconds = 0;
+
+  // Counts one failed pair (or partition that could not be looked at) and keeps the first
+  // few reasons.
+  void failed(std::string why) {
+    ++pairs_failed;
+    if (errors.size() < kMaxErrors) errors.push_back(std::move(why));
+  }
+  static constexpr std::size_t kMaxErrors = 5;
 };
+
+// Where a hand-over run stands: partitions still to look at, event bytes copied so far.
+// Called on the executor after the partitions are counted and after each one.
+using Progress = std::function<void(std::uint64_t partitions_left, std::uint64_t bytes_moved)>;
+
+// Which partitions a run covers and with whom (repairer.cc, partners()): the ones this
+// broker owns, the ones it will own (a joining broker pulls), or the ones it hands over (a
+// leaving broker pushes).
+enum class Mode { kOwned, kPull, kPush };
+
+class LocalReplica;
 
 class Repairer {
  public:
@@ -67,7 +87,13 @@ class Repairer {
   // For a joining broker: pulls the partitions it will own once normal (its replica sets
   // under the view's future placement) from their current live owners, over the intervals
   // holding a time at or after `from_ms`. pairs_failed > 0: run it again.
-  boost::asio::awaitable<RepairSummary> pull_future_partitions(std::uint64_t from_ms);
+  boost::asio::awaitable<RepairSummary> pull_future_partitions(std::uint64_t from_ms,
+                                                               const Progress& progress);
+  // For a leaving broker: pushes each partition it owns to the owners that take it over
+  // (ClusterView::incoming_replicas), over the intervals holding a time at or after
+  // `from_ms`. pairs_failed > 0 (an incoming owner down or failing): run it again.
+  boost::asio::awaitable<RepairSummary> push_to_future_owners(std::uint64_t from_ms,
+                                                              const Progress& progress);
 
   // Starts the background runs (if interval > 0); stop() ends them. On the executor.
   void start();
@@ -75,8 +101,13 @@ class Repairer {
 
  private:
   boost::asio::awaitable<void> background();
-  // One run: every partition this broker owns (future: will own) against its partners.
-  boost::asio::awaitable<RepairSummary> compare_all(const RepairScope& scope, bool future);
+  // One run: every partition this broker owns (kPull: will own; kPush: hands over) against
+  // its partners (repairer.cc, partners()).
+  boost::asio::awaitable<RepairSummary> compare_all(const RepairScope& scope, Mode mode,
+                                                    const Progress* progress);
+  boost::asio::awaitable<void> repair_one(LocalReplica& local, const std::string& stream,
+                                          std::uint32_t p, Mode mode, std::uint64_t from_ms,
+                                          std::uint64_t to_ms, RepairSummary& summary);
   // The streams this broker's store knows and those every live member reports.
   // `*unlisted`: live members that did not answer.
   boost::asio::awaitable<std::vector<std::string>> known_streams(std::size_t* unlisted);

@@ -14,6 +14,7 @@
 #include <spdlog/logger.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -43,6 +44,11 @@ class Broker {
   virtual void stop() = 0;
   // Blocks until stop() has finished (called from another thread or a signal).
   virtual void wait() = 0;
+
+  // `fn` is called once, on a broker thread, when the broker wants to be stopped: it has
+  // left the cluster after a decommission. `fn` must not call stop() on that thread (post
+  // it elsewhere). Called at once if that happened before it was set.
+  virtual void on_exit_request(std::function<void()> fn) = 0;
 };
 
 }  // namespace alldata::broker

@@ -32,6 +32,10 @@ struct MemberInfo {
   Lifecycle lifecycle = Lifecycle::kNormal;
   std::uint64_t incarnation = 0;  // rises when the member restarts, changes state or refutes
   std::uint64_t pending_hints = 0;
+  // While joining: partitions it still pulls; while leaving: still pushes. And the event
+  // bytes copied so far in that hand-over.
+  std::uint64_t hand_over_partitions = 0;
+  std::uint64_t hand_over_bytes = 0;
 };
 
 struct ClusterMetadata {
@@ -96,6 +100,13 @@ class Admin {
   // id is refused afterwards. Errors: kBadRequest (the connected broker's own id, an
   // unknown id, or a single broker).
   Status remove_member(std::string_view node_id);
+
+  // Asks the connected broker, which must be `node_id`, to leave the cluster for good: it
+  // pushes its partitions to the owners that take them over, delivers its hints, leaves
+  // and exits. Returns once the departure has started (metadata() shows its progress:
+  // MemberInfo::lifecycle and hand_over_*). Errors: kBadRequest (another broker's id, a
+  // single broker, a broker that is joining), kNotAllowed (it left already).
+  Status decommission(std::string_view node_id);
 
   const BrokerInfo& broker() const;
 
