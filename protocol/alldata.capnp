@@ -231,6 +231,7 @@ struct Repair {
   stream @0 :Text;              # empty: every stream the broker holds
   fromMs @1 :UInt64;            # the intervals holding a time in [fromMs, toMs); toMs 0 = now
   toMs @2 :UInt64;
+  partitions @3 :List(UInt32);  # only these partitions (empty: every one); needs a stream
 }
 
 struct RepairResult {

@@ -5,6 +5,8 @@
 
 #include "hand_over.h"
 #include "hinted_handoff.h"
+#include "repair/debt_settler.h"
+#include "repair/repair_debts.h"
 #include "store_write.h"
 
 #include "alldata/broker/peer_client.h"
@@ -68,8 +70,8 @@ MembershipOptions membership_options(const BrokerOptions& o, const std::string& 
 class BrokerLocalState final : public LocalState {
  public:
   BrokerLocalState(storage::EventStore& store, const ReplicatingCoordinator*& coordinator,
-                   const HandOverRunner*& hand_over)
-      : store_(store), coordinator_(coordinator), hand_over_(hand_over) {}
+                   const HandOverRunner*& hand_over, const repair::RepairDebts& debts)
+      : store_(store), coordinator_(coordinator), hand_over_(hand_over), debts_(debts) {}
   std::uint64_t wall_ms() override { return wall_now_ms(); }
   std::optional<std::uint64_t> oldest_hint_ms() override { return store_.oldest_hint_ms(); }
   std::optional<std::uint64_t> oldest_in_flight_ms() override {
@@ -82,11 +84,13 @@ class BrokerLocalState final : public LocalState {
   }
   std::uint64_t load() override { return coordinator_ ? coordinator_->writes_in_flight() : 0; }
   HandOver hand_over() override { return hand_over_ ? hand_over_->progress() : HandOver{}; }
+  std::optional<std::uint64_t> oldest_debt_ms() override { return debts_.oldest_ms(); }
 
  private:
   storage::EventStore& store_;
   const ReplicatingCoordinator*& coordinator_;
   const HandOverRunner*& hand_over_;
+  const repair::RepairDebts& debts_;
 };
 
 // Writes a batch on a node: this broker's own store, or a peer over the peer protocol.
@@ -131,7 +135,7 @@ class ClusterImpl final : public Cluster {
         log_(std::move(log)),
         random_(std::random_device{}()),
         timers_(static_cast<std::uint64_t>(options.gossip_interval.count()) * 2),
-        local_(store, coordinator_ptr_, hand_over_ptr_) {}
+        local_(store, coordinator_ptr_, hand_over_ptr_, debts_) {}
 
   ~ClusterImpl() override { stop(); }
 
@@ -190,6 +194,7 @@ class ClusterImpl final : public Cluster {
   void stop() override {
     if (stopped_.exchange(true)) return;
     if (hand_over_) hand_over_->stop();
+    if (settler_) settler_->stop();
     if (repairer_) repairer_->stop();
     if (handoff_) handoff_->stop();
     if (driver_) driver_->stop();
@@ -271,6 +276,7 @@ class ClusterImpl final : public Cluster {
   SeededRandom random_;
   TimerQueue timers_;
   const ReplicatingCoordinator* coordinator_ptr_ = nullptr;
+  repair::RepairDebts debts_;
   BrokerLocalState local_;
   ViewHolder views_;
   std::unique_ptr<UdpTransport> udp_;
@@ -284,6 +290,7 @@ class ClusterImpl final : public Cluster {
   std::unique_ptr<HintedHandoff> handoff_;
   std::unique_ptr<repair::Repairer> repairer_;
   std::unique_ptr<HandOverRunner> hand_over_;
+  std::unique_ptr<repair::DebtSettler> settler_;
   const HandOverRunner* hand_over_ptr_ = nullptr;
   std::function<void()> on_left_;
   std::string gossip_address_;
@@ -319,6 +326,13 @@ Status ClusterImpl::init(const std::string& client_address, const std::string& p
   ro.policy = placement_policy(options_);
   ro.replica_timeout = options_.replica_timeout;
   ro.logger = log_;
+  ro.on_lost_copy = [this](const std::string& owner, const storage::EventBatch& batch) {
+    std::uint64_t newest = batch.min_time_ms();
+    batch.for_each([&](const Key& k, std::string_view, std::span<const storage::HeaderView>) {
+      newest = std::max(newest, k.time_ms());
+    });
+    debts_.add(owner, batch.stream(), batch.partition(), batch.min_time_ms(), newest + 1);
+  };
   coordinator_ = std::make_unique<ReplicatingCoordinator>(views_, *writer_, ro);
   coordinator_ptr_ = coordinator_.get();
 
@@ -354,6 +368,10 @@ Status ClusterImpl::init(const std::string& client_address, const std::string& p
       executor_, *membership_, *repairer_, store_, views_, [this] { return coordinator_->writes_in_flight(); }, ho,
       log_);
   hand_over_ptr_ = hand_over_.get();
+  settler_ = std::make_unique<repair::DebtSettler>(executor_, debts_, store_, storage_pool_, *peers_, views_,
+                                                   std::chrono::seconds(2), std::chrono::minutes(5), log_);
+  settler_->load();
+  settler_->start();
   if (state.lifecycle == Lifecycle::kJoining) {
     asio::co_spawn(executor_, hand_over_->join(), [log = log_](std::exception_ptr e) {
       if (e) log->error("joining with data failed: {}", describe_exception(e));

@@ -67,6 +67,8 @@ struct ReplicatingCoordinator::Write {
 
   ReplicaWriter& writer;
   std::shared_ptr<spdlog::logger> logger;
+  // ReplicationOptions::on_lost_copy (the coordinator outlives its writes), or null.
+  const std::function<void(const std::string&, const storage::EventBatch&)>* on_lost_copy = nullptr;
   std::shared_ptr<Counters> counters;
   std::chrono::milliseconds replica_timeout{0};
 
@@ -260,6 +262,7 @@ asio::awaitable<void> ReplicatingCoordinator::place(std::shared_ptr<Write> w, st
       w->logger->warn("no broker left to hold a hint for {} of {}: that copy is not stored "
                       "(anti-entropy repair restores it from the others)",
                       owner, w->what);
+      if (w->on_lost_copy) (*w->on_lost_copy)(owner, w->batch);
       break;
     }
     const std::string node = w->node(*node_index);
@@ -283,6 +286,7 @@ asio::awaitable<void> ReplicatingCoordinator::mirror(std::shared_ptr<Write> w, s
   if (!s) {
     w->logger->debug("write of {} to incoming replica {} failed (repair copies it later): {}", w->what,
                      node, s.error().to_string());
+    if (w->on_lost_copy && s.error().code != ErrorCode::kKeyConflict) (*w->on_lost_copy)(node, w->batch);
   }
 }
 
@@ -297,6 +301,7 @@ asio::awaitable<Result<ProduceOutcome>> ReplicatingCoordinator::produce(
     storage::EventBatch batch, CommitLevel level, std::chrono::milliseconds timeout) {
   auto ex = co_await asio::this_coro::executor;
   auto w = std::make_shared<Write>(ex, writer_, options_.logger, counters_);
+  if (options_.on_lost_copy) w->on_lost_copy = &options_.on_lost_copy;
   w->replica_timeout = options_.replica_timeout;
   w->what = batch.stream() + "/" + std::to_string(batch.partition());
   w->level = level;

@@ -170,7 +170,12 @@ asio::awaitable<void> Session::handle_repair(protocol::FrameBuffer frame) {
     scope.stream = protocol::view(r.getStream());
     scope.from_ms = r.getFromMs();
     scope.to_ms = r.getToMs();
-    if (scope.stream.empty()) return {};
+    if (r.getPartitions().size() > 65536) return Error(ErrorCode::kBadRequest, "repair: over 65,536 partitions");
+    for (auto p : r.getPartitions()) scope.partitions.push_back(p);
+    if (scope.stream.empty()) {
+      if (!scope.partitions.empty()) return Error(ErrorCode::kBadRequest, "repair: partitions need a stream");
+      return {};
+    }
     return validate_stream_name(scope.stream);
   };
   if (!read_request(frame, "repair", &correlation_id, parse)) co_return;

@@ -84,6 +84,7 @@ MemberState ClusterAgent::wanted_state(std::uint64_t) {
   const std::uint64_t base = wall > margin ? wall - margin : 1;
   std::optional<std::uint64_t> hold = local_.oldest_hint_ms();
   if (auto in_flight = local_.oldest_in_flight_ms(); in_flight && (!hold || *in_flight < *hold)) hold = in_flight;
+  if (auto debt = local_.oldest_debt_ms(); debt && (!hold || *debt < *hold)) hold = debt;
   if (hold && *hold < base + lead) {
     // Held: complete below min(hold, base) until further notice.
     s.watermark_held = true;

@@ -37,6 +37,9 @@ class LocalState {
   virtual std::uint64_t pending_hints() = 0;
   virtual std::uint64_t load() = 0;                            // replica writes in flight
   virtual HandOver hand_over() { return {}; }
+  // Event time of the oldest copy known to be stored nowhere, until repair restores it
+  // (repair/repair_debts.h).
+  virtual std::optional<std::uint64_t> oldest_debt_ms() { return std::nullopt; }
 };
 
 struct AgentOptions {

@@ -157,6 +157,10 @@ asio::awaitable<RepairSummary> Repairer::compare_all(const RepairScope& scope, M
   if (auto view = views_.view()) {
     for (const auto& stream : streams) {
       for (std::uint32_t p = 0; p < view->placement().partitions(); ++p) {
+        if (!scope.partitions.empty() &&
+            std::find(scope.partitions.begin(), scope.partitions.end(), p) == scope.partitions.end()) {
+          continue;
+        }
         bool unreachable = false;
         const auto others = partners(*view, self_id_, stream, p, mode, &unreachable);
         if (!others.empty() || unreachable) work.emplace_back(&stream, p);

@@ -38,11 +38,12 @@ struct RepairerOptions {
 };
 
 // What one run covers: `stream` (empty: every stream), the intervals holding a time in
-// [from_ms, to_ms) (to_ms 0: up to now).
+// [from_ms, to_ms) (to_ms 0: up to now), `partitions` (empty: every one).
 struct RepairScope {
   std::string stream;
   std::uint64_t from_ms = 0;
   std::uint64_t to_ms = 0;
+  std::vector<std::uint32_t> partitions;  // only these (empty: every one)
 };
 
 struct RepairSummary {

@@ -31,6 +31,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -64,6 +65,11 @@ struct ReplicationOptions {
   std::chrono::milliseconds replica_timeout = std::chrono::seconds(5);
   // Receives warnings (failed replicas, lost copies); must not be null.
   std::shared_ptr<spdlog::logger> logger;
+  // Called (on the write's executor) when the copy of `owner` of `batch` was stored nowhere:
+  // neither the owner nor any broker holding a hint for it took it, or a write to an
+  // incoming owner (ClusterView::incoming_replicas) failed. Only repair restores it. May
+  // be empty.
+  std::function<void(const std::string& owner, const storage::EventBatch& batch)> on_lost_copy;
 };
 
 // Lifecycle and executors: produce() runs on the awaiting coroutine's executor, which must
