@@ -38,7 +38,9 @@ class DecommissionProcessTest : public ::testing::Test {
         std::vector<std::string>{"--node-id", "b" + std::to_string(i), "--peer-listen", "127.0.0.1:0",
                                  "--gossip-listen", gossip, "--seeds",
                                  "127.0.0.1:" + std::to_string(seed_port_), "--gossip-interval", "100ms",
-                                 "--partitions", std::to_string(kPartitions), "--repair-interval", "0"});
+                                 "--partitions", std::to_string(kPartitions), "--repair-interval", "0",
+                                 // A push of some seconds, so that a kill can land mid-push.
+                                 "--repair-bytes-per-sec", "100000"});
   }
 
   // Every broker of the first `n` sees `n` normal members.
