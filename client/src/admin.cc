@@ -51,36 +51,34 @@ class Admin::Impl {
   }
 
   Status remove_member(std::string_view node_id) {
-    auto r = detail::request_once<bool>(
-        conn_,
-        [&](wire::Request::Builder request) {
-          request.initRemoveMember().setNodeId(protocol::text(node_id));
-        },
-        [](wire::Response::Reader, const std::string&) -> Result<bool> { return true; });
-    if (!r) {
-      if (detail::breaks_connection(r.error().code)) conn_.drop();
-      return r.error();
-    }
-    return {};
+    return request_without_result([&](wire::Request::Builder request) {
+      request.initRemoveMember().setNodeId(protocol::text(node_id));
+    });
   }
 
   Status decommission(std::string_view node_id) {
-    auto r = detail::request_once<bool>(
-        conn_,
-        [&](wire::Request::Builder request) {
-          request.initDecommission().setNodeId(protocol::text(node_id));
-        },
-        [](wire::Response::Reader, const std::string&) -> Result<bool> { return true; });
-    if (!r) {
-      if (detail::breaks_connection(r.error().code)) conn_.drop();
-      return r.error();
-    }
-    return {};
+    return request_without_result([&](wire::Request::Builder request) {
+      request.initDecommission().setNodeId(protocol::text(node_id));
+    });
   }
 
   const BrokerInfo& broker() const { return conn_.info(); }
 
  private:
+  // One request answered with ok and no result, on the connected broker (not retried
+  // elsewhere: the request names a member, and the broker reached decides).
+  template <class Build>
+  Status request_without_result(Build&& build) {
+    auto r = detail::request_once<bool>(
+        conn_, std::forward<Build>(build),
+        [](wire::Response::Reader, const std::string&) -> Result<bool> { return true; });
+    if (!r) {
+      if (detail::breaks_connection(r.error().code)) conn_.drop();
+      return r.error();
+    }
+    return {};
+  }
+
   static RepairReport decode_repair(wire::RepairResult::Reader r) {
     RepairReport out;
     out.partitions = r.getPartitions();

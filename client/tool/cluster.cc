@@ -133,12 +133,7 @@ void print_table(const client::ClusterMetadata& m) {
 int run_cluster(const ClusterOptions& o) {
   auto bootstrap = bootstrap_or_complain(o.connect);
   if (!bootstrap) return 2;
-  client::ClientConfig config;
-  config.bootstrap = *bootstrap;
-  config.client_id = o.connect.client_id;
-  config.retry_timeout = std::chrono::seconds(5);
-  config.logger = stderr_logger(o.connect.verbose);
-  auto admin = client::Admin::connect(config);
+  auto admin = client::Admin::connect(admin_config(o.connect, *bootstrap));
   if (!admin) {
     complain("cluster", admin.error());
     return 1;
@@ -159,12 +154,7 @@ int run_cluster(const ClusterOptions& o) {
 int run_remove(const ConnectOptions& connect, const std::string& node_id) {
   auto bootstrap = bootstrap_or_complain(connect);
   if (!bootstrap) return 2;
-  client::ClientConfig config;
-  config.bootstrap = *bootstrap;
-  config.client_id = connect.client_id;
-  config.retry_timeout = std::chrono::seconds(5);
-  config.logger = stderr_logger(connect.verbose);
-  auto admin = client::Admin::connect(config);
+  auto admin = client::Admin::connect(admin_config(connect, *bootstrap));
   if (!admin) {
     complain("cluster remove", admin.error());
     return 1;

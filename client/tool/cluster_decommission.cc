@@ -15,15 +15,6 @@ namespace alldata::tool {
 
 namespace {
 
-client::ClientConfig admin_config(const ConnectOptions& connect, std::vector<std::string> bootstrap) {
-  client::ClientConfig config;
-  config.bootstrap = std::move(bootstrap);
-  config.client_id = connect.client_id;
-  config.retry_timeout = std::chrono::seconds(5);
-  config.logger = stderr_logger(connect.verbose);
-  return config;
-}
-
 const client::MemberInfo* find(const client::ClusterMetadata& m, const std::string& node_id) {
   for (const auto& mi : m.members) {
     if (mi.node_id == node_id) return &mi;

@@ -56,6 +56,15 @@ std::shared_ptr<spdlog::logger> stderr_logger(bool verbose) {
   return logger;
 }
 
+client::ClientConfig admin_config(const ConnectOptions& o, std::vector<std::string> bootstrap) {
+  client::ClientConfig config;
+  config.bootstrap = std::move(bootstrap);
+  config.client_id = o.client_id;
+  config.retry_timeout = std::chrono::seconds(5);
+  config.logger = stderr_logger(o.verbose);
+  return config;
+}
+
 void complain(std::string_view what, const Error& error) {
   std::fprintf(stderr, "alldata: %.*s: %s\n", static_cast<int>(what.size()), what.data(),
                error.to_string().c_str());

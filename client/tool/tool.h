@@ -49,6 +49,10 @@ std::optional<std::vector<std::string>> bootstrap_or_complain(const ConnectOptio
 // A logger to stderr: warnings (info and up with --verbose).
 std::shared_ptr<spdlog::logger> stderr_logger(bool verbose);
 
+// The settings of an admin connection (cluster, remove, decommission): `bootstrap`, the
+// client id of `o`, 5 s of retries, a stderr logger.
+client::ClientConfig admin_config(const ConnectOptions& o, std::vector<std::string> bootstrap);
+
 // The producer settings produce and bench share: brokers, client id, commit level, linger,
 // a 15 s startup timeout (fail soon when no broker is there at all), a stderr logger.
 // Prints the problem and returns nullopt for bad brokers or a bad commit level.

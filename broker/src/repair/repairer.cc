@@ -76,10 +76,10 @@ std::vector<std::string> partners(const ClusterView& view, const std::string& se
   };
   if (mode == Mode::kPush) {
     if (future == nullptr || !holds(now) || holds(*future)) return out;
+    const auto owners = now.replicas(stream, p);
     for (const std::uint32_t i : future->replicas(stream, p)) {
       const MemberInfo& m = future->members()[i];
       const auto j = now.index_of(m.node_id);
-      const auto owners = now.replicas(stream, p);
       if (j && std::find(owners.begin(), owners.end(), *j) != owners.end()) continue;
       if (m.live) {
         out.push_back(m.node_id);
