@@ -151,6 +151,8 @@ struct Member {
   incarnation @10 :UInt64;      # rises when the member restarts, changes state or refutes
   handOverPartitions @11 :UInt64;  # joining: partitions it still pulls; leaving: still pushes
   handOverBytes @12 :UInt64;    # event bytes pulled or pushed so far in that hand-over
+  incompleteSinceMs @13 :UInt64;  # may lack events from this time on (hints held for it,
+                                  # repair debts owed to it); 0 = none known
 }
 
 struct MetadataResult {
@@ -346,6 +348,15 @@ struct MemberState {
   load @10 :UInt64;               # replica writes in flight when published
   handOverPartitions @11 :UInt64; # joining: partitions still to pull; leaving: to push
   handOverBytes @12 :UInt64;      # event bytes pulled or pushed so far in that hand-over
+  owed @13 :List(Owed);           # members that may lack events this member knows of
+}
+
+# Member `nodeId` may lack events from `sinceMs` on: this member holds hints for it, or
+# knows of copies that were stored nowhere (repair debts). An empty nodeId stands for every
+# other member (the list is bounded: the rest is folded into it).
+struct Owed {
+  nodeId @0 :Text;
+  sinceMs @1 :UInt64;
 }
 
 # A member's own record at an incarnation. A higher incarnation supersedes a lower one; a

@@ -85,6 +85,14 @@ class BrokerLocalState final : public LocalState {
   std::uint64_t load() override { return coordinator_ ? coordinator_->writes_in_flight() : 0; }
   HandOver hand_over() override { return hand_over_ ? hand_over_->progress() : HandOver{}; }
   std::optional<std::uint64_t> oldest_debt_ms() override { return debts_.oldest_ms(); }
+  std::map<std::string, std::uint64_t> owed() override {
+    std::map<std::string, std::uint64_t> out = store_.oldest_hint_ms_by_target();
+    for (const auto& [owner, since] : debts_.oldest_ms_by_owner()) {
+      auto [it, fresh] = out.emplace(owner, since);
+      if (!fresh) it->second = std::min(it->second, since);
+    }
+    return out;
+  }
 
  private:
   storage::EventStore& store_;

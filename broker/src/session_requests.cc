@@ -356,6 +356,7 @@ asio::awaitable<void> Session::handle_metadata(std::uint64_t correlation_id, boo
       m.setIncarnation(v.incarnation);
       m.setHandOverPartitions(v.hand_over_partitions);
       m.setHandOverBytes(v.hand_over_bytes);
+      m.setIncompleteSinceMs(v.incomplete_since_ms);
     }
   } else {
     auto members = r.initMembers(1);

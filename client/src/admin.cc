@@ -4,6 +4,9 @@
 #include "broker_connection.h"
 #include "cluster_metadata.h"
 
+#include <algorithm>
+#include <thread>
+
 namespace alldata::client {
 
 using detail::BrokerConnection;
@@ -122,6 +125,31 @@ Result<RepairReport> Admin::repair(std::string_view stream, std::uint64_t from_m
 Status Admin::remove_member(std::string_view node_id) { return impl_->remove_member(node_id); }
 
 Status Admin::decommission(std::string_view node_id) { return impl_->decommission(node_id); }
+
+Result<std::uint64_t> Admin::wait_complete(std::uint64_t to_ms, std::chrono::milliseconds timeout,
+                                           const std::function<void(std::uint64_t)>& progress) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto m = impl_->metadata(false, {});
+    if (!m) return m.error();
+    if (m->membership_status.empty()) return std::uint64_t{0};  // a single broker
+    if (progress) progress(m->watermark_ms);
+    if (m->watermark_ms >= to_ms) return m->watermark_ms;
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      std::string behind = m->watermark_ms == 0
+                               ? std::string("not known yet (a member has not published one)")
+                               : "at " + format_time_ms(m->watermark_ms) + ", " +
+                                     std::to_string((to_ms - m->watermark_ms + 999) / 1000) +
+                                     " s short";
+      return Error(ErrorCode::kTimeout, "the cluster is not complete up to " + format_time_ms(to_ms) +
+                                            " after " + std::to_string(timeout.count() / 1000) +
+                                            " s: its watermark is " + behind);
+    }
+    std::this_thread::sleep_for(std::min<Clock::duration>(std::chrono::seconds(1), deadline - now));
+  }
+}
 
 const BrokerInfo& Admin::broker() const { return impl_->broker(); }
 

@@ -26,6 +26,7 @@ ClusterMetadata decode(wire::MetadataResult::Reader m) {
     mi.pending_hints = member.getPendingHints();
     mi.hand_over_partitions = member.getHandOverPartitions();
     mi.hand_over_bytes = member.getHandOverBytes();
+    mi.incomplete_since_ms = member.getIncompleteSinceMs();
     out.members.push_back(std::move(mi));
   }
   for (auto s : m.getStreams()) out.streams.emplace_back(protocol::view(s));

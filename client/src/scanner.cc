@@ -4,6 +4,7 @@
 #include "broker_connection.h"
 #include "cluster_metadata.h"
 #include "scan_merge.h"
+#include "scan_plan.h"
 
 #include <spdlog/logger.h>
 
@@ -33,27 +34,14 @@ std::chrono::milliseconds doubled(std::chrono::milliseconds d) {
   return std::min(d * 2, kMaxBackoff);
 }
 
-bool unspecified_host(const std::string& host) {
-  return host.empty() || host == "0.0.0.0" || host == "::" || host == "0:0:0:0:0:0:0:0";
-}
-
-// Where to reach a member: its advertised client address, except that a wildcard host
-// (a broker listening on 0.0.0.0) is replaced by the host we reached the cluster through.
-std::string reachable_address(const std::string& advertised, const std::string& bootstrap) {
-  auto hp = detail::parse_host_port(advertised);
-  if (!hp) return advertised;  // fails with a clear message on connect
-  if (!unspecified_host(hp->host)) return advertised;
-  auto via = detail::parse_host_port(bootstrap);
-  if (!via) return advertised;
-  return to_string(HostPort{via->host, hp->port});
-}
-
 }  // namespace
 
 // Model: a *reader* reads one partition from one replica at a time, with its own cursor
 // (next_from); each reader is one slot of the k-way merge. kOne has one reader per
 // partition, kQuorum floor(RF/2)+1 readers per partition on distinct replicas (the merge
-// then holds each event once per reader, and next() drops the repeats). A *node* is one
+// then holds each event once per reader, and next() drops the repeats). Replicas are tried
+// in scan_plan.h's order (live and known complete first); a kOne scan of a partition none
+// of whose live replicas is known complete merges all of them the same way. A *node* is one
 // broker with at most one connection, shared by every reader currently on it; requests are
 // pipelined and poll() finds which connection has an answer.
 class Scanner::Impl {
@@ -92,7 +80,8 @@ class Scanner::Impl {
     // already have; reconnects go back to that same address).
     for (const auto& m : meta->members) {
       if (node_index_.count(m.node_id) != 0) continue;
-      add_node(m.node_id, reachable_address(m.client_address, broker_.address), m.live);
+      add_node(m.node_id, detail::reachable_address(m.client_address, broker_.address), m.live);
+      nodes_.back().incomplete_since_ms = m.incomplete_since_ms;
     }
     const int answering = node_of(broker_.node_id, broker_.address, true);
     nodes_[answering].address = broker_.address;
@@ -122,28 +111,28 @@ class Scanner::Impl {
     for (std::uint32_t p : wanted) {
       Group g;
       g.partition = p;
+      std::size_t readers = 1;
       if (replica_node >= 0) {
         g.candidates = {replica_node};
       } else if (p < meta->replica_sets.size() && !meta->replica_sets[p].empty()) {
-        // Preference order, live replicas first (gossip may be wrong: dead ones stay as
-        // the last resort).
-        std::vector<int> live, dead;
+        std::vector<detail::ReplicaState> states;
         for (const auto& id : meta->replica_sets[p]) {
           const int n = node_of(id, "", false);
-          if (std::find(live.begin(), live.end(), n) != live.end() ||
-              std::find(dead.begin(), dead.end(), n) != dead.end()) {
-            continue;
-          }
-          (nodes_[n].live ? live : dead).push_back(n);
+          states.push_back({n, nodes_[n].live, nodes_[n].incomplete_since_ms});
         }
-        g.candidates = live;
-        g.candidates.insert(g.candidates.end(), dead.begin(), dead.end());
+        const detail::ReplicaOrder order = detail::order_replicas(states, options_.to.time_ms());
+        g.candidates = order.candidates;
+        // No live replica known complete for the range: read every live one and merge
+        // (a quorum read merges replicas already).
+        if (options_.consistency == ReadConsistency::kOne && order.live_complete == 0 && order.live > 1) {
+          g.merge = true;
+          readers = order.live;
+        }
       } else {
         g.candidates = {answering};  // a broker without replica sets serves everything
       }
-      std::size_t readers = 1;
       if (options_.consistency == ReadConsistency::kQuorum) {
-        readers = std::min<std::size_t>(rf / 2 + 1, g.candidates.size());
+        readers = std::max(readers, std::min<std::size_t>(rf / 2 + 1, g.candidates.size()));
       }
       for (std::size_t k = 0; k < readers; ++k) {
         g.readers.push_back(readers_.size());
@@ -203,6 +192,7 @@ class Scanner::Impl {
     std::string id;
     std::string address;
     bool live = false;
+    std::uint64_t incomplete_since_ms = 0;  // may lack events from then on (0 = none known)
     std::unique_ptr<BrokerConnection> conn;
     std::string out;                                         // frames to write
     std::unordered_map<std::uint64_t, std::size_t> pending;  // request id -> reader
@@ -232,6 +222,7 @@ class Scanner::Impl {
   struct Group {  // one partition
     std::uint32_t partition = 0;
     std::vector<int> candidates;      // node indices in the order to try
+    bool merge = false;               // every live replica is read (none known complete)
     std::vector<std::size_t> readers;
   };
 
@@ -298,11 +289,28 @@ class Scanner::Impl {
       return {};
     }
     if (!r.streak_start) r.streak_start = now;
-    if (now - *r.streak_start >= config_.retry_timeout) return no_replica_left(ri);
+    if (now - *r.streak_start >= config_.retry_timeout) {
+      if (g.merge && retire(ri)) return {};
+      return no_replica_left(ri);
+    }
     r.retry_at = now + r.backoff;
     r.backoff = doubled(r.backoff);
     r.tried.clear();
     return {};
+  }
+
+  // A reader of a merged partition that found no replica of its own: it stops while
+  // another reader of the partition still reads (the merge is best effort past that).
+  bool retire(std::size_t ri) {
+    const Group& g = groups_[readers_[ri].group];
+    bool other = false;
+    for (std::size_t o : g.readers) other |= o != ri && !readers_[o].done;
+    if (!other) return false;
+    log_warn("partition " + std::to_string(g.partition) + ": one of the replicas merged for it " +
+             "could not be read; going on with the others");
+    readers_[ri].done = true;
+    merger_.add(ri, {}, true);
+    return true;
   }
 
   Error no_replica_left(std::size_t ri) const {

@@ -66,7 +66,14 @@ std::string to_json(const client::ClusterMetadata& m) {
     out += ",\"incarnation\":" + std::to_string(mi.incarnation);
     out += ",\"pending_hints\":" + std::to_string(mi.pending_hints);
     out += ",\"hand_over_partitions\":" + std::to_string(mi.hand_over_partitions);
-    out += ",\"hand_over_bytes\":" + std::to_string(mi.hand_over_bytes) + "}";
+    out += ",\"hand_over_bytes\":" + std::to_string(mi.hand_over_bytes);
+    out += ",\"incomplete_since\":";
+    if (mi.incomplete_since_ms == 0) {
+      out += "null";
+    } else {
+      append_json_string(out, format_time_ms(mi.incomplete_since_ms));
+    }
+    out += ",\"incomplete_since_ms\":" + std::to_string(mi.incomplete_since_ms) + "}";
   }
   out += "],\"streams\":[";
   for (std::size_t i = 0; i < m.streams.size(); ++i) {
@@ -113,18 +120,21 @@ void print_table(const client::ClusterMetadata& m) {
   auto row = [&](const std::string& node, const std::string& client, const std::string& peer,
                  const std::string& zone, const std::string& region, const std::string& liveness,
                  const std::string& lifecycle, const std::string& incarnation, const std::string& hints,
-                 const std::string& moving) {
-    std::printf("%-*s  %-*s  %-*s  %-*s  %-*s  %-8s  %-9s  %-13s  %-7s  %s\n", static_cast<int>(w_node),
+                 const std::string& incomplete, const std::string& moving) {
+    std::printf("%-*s  %-*s  %-*s  %-*s  %-*s  %-8s  %-9s  %-13s  %-7s  %-24s  %s\n", static_cast<int>(w_node),
                 node.c_str(), static_cast<int>(w_client), client.c_str(), static_cast<int>(w_peer), peer.c_str(),
                 static_cast<int>(w_zone), zone.c_str(), static_cast<int>(w_region), region.c_str(),
-                liveness.c_str(), lifecycle.c_str(), incarnation.c_str(), hints.c_str(), moving.c_str());
+                liveness.c_str(), lifecycle.c_str(), incarnation.c_str(), hints.c_str(), incomplete.c_str(),
+                moving.c_str());
   };
-  row("NODE-ID", "CLIENT", "PEER", "ZONE", "REGION", "LIVENESS", "LIFECYCLE", "INCARNATION", "HINTS", "MOVING");
+  row("NODE-ID", "CLIENT", "PEER", "ZONE", "REGION", "LIVENESS", "LIFECYCLE", "INCARNATION", "HINTS",
+      "INCOMPLETE-SINCE", "MOVING");
   for (const auto& mi : m.members) {
     row(mi.node_id, mi.client_address, mi.peer_address.empty() ? "-" : mi.peer_address,
         mi.zone.empty() ? "-" : mi.zone, mi.region.empty() ? "-" : mi.region,
         std::string(alldata::to_string(mi.liveness)), std::string(alldata::to_string(mi.lifecycle)),
-        std::to_string(mi.incarnation), std::to_string(mi.pending_hints), moving_text(mi));
+        std::to_string(mi.incarnation), std::to_string(mi.pending_hints),
+        mi.incomplete_since_ms == 0 ? "-" : format_time_ms(mi.incomplete_since_ms), moving_text(mi));
   }
   std::printf("\nSTREAMS (%zu)\n", m.streams.size());
   for (const auto& s : m.streams) std::printf("%s\n", s.c_str());

@@ -2,8 +2,12 @@
 // JSON lines with key, time, stream, partition, payload (and headers).
 #include "tool.h"
 
+#include "alldata/client/admin.h"
 #include "alldata/client/scanner.h"
 
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
 
 namespace alldata::tool {
@@ -23,6 +27,8 @@ struct ScanCliOptions {
   bool print_cursor = false;
   std::string consistency = "one";
   std::string replica;
+  bool wait_complete = false;
+  int wait_timeout_s = 600;
 };
 
 void format_jsonl(std::string& out, const std::string& stream, const client::Event& e) {
@@ -51,6 +57,47 @@ void format_jsonl(std::string& out, const std::string& stream, const client::Eve
   out += "}\n";
 }
 
+std::uint64_t wall_now_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+// The time a scan ending at `to` needs the watermark to reach.
+std::uint64_t needed_watermark(const Key& to) {
+  return to == Key::at_time(to.time_ms()) ? to.time_ms() : to.time_ms() + 1;
+}
+
+// Waits until the cluster is complete up to `to` (a progress line on a terminal).
+int wait_complete(const ScanCliOptions& o, const std::vector<std::string>& bootstrap, const Key& to) {
+  auto admin = client::Admin::connect(admin_config(o.connect, bootstrap));
+  if (!admin) {
+    complain("scan --wait-complete", admin.error());
+    return 1;
+  }
+  const std::uint64_t want = needed_watermark(to);
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  bool shown = false;
+  auto reached = (*admin)->wait_complete(want, std::chrono::seconds(o.wait_timeout_s), [&](std::uint64_t w) {
+    if (!tty || w >= want) return;
+    const std::string where = w == 0 ? std::string("not known yet")
+                                     : format_time_ms(w) + ", " + std::to_string((want - w + 999) / 1000) +
+                                           " s to go";
+    std::fprintf(stderr, "\r\033[Kwaiting until the cluster is complete up to %s: watermark %s",
+                 format_time_ms(want).c_str(), where.c_str());
+    shown = true;
+  });
+  if (shown) std::fputs("\r\033[K", stderr);
+  if (!reached) {
+    complain("scan --wait-complete", reached.error());
+    return 1;
+  }
+  if (o.connect.verbose) {
+    std::fprintf(stderr, "alldata: the cluster is complete up to %s\n", format_time_ms(want).c_str());
+  }
+  return 0;
+}
+
 int run_scan(const ScanCliOptions& o) {
   auto bootstrap = bootstrap_or_complain(o.connect);
   if (!bootstrap) return 2;
@@ -75,6 +122,8 @@ int run_scan(const ScanCliOptions& o) {
       return 2;
     }
     options.to = *k;
+  } else if (o.wait_complete) {
+    options.to = Key::at_time(wall_now_ms());  // complete up to now: wait for it
   }
   if (o.has_partition) options.partition = o.partition;
   options.page_events = o.page_events;
@@ -90,6 +139,13 @@ int run_scan(const ScanCliOptions& o) {
                                 "reads one broker's copy; it cannot be combined with "
                                 "--consistency quorum"));
     return 2;
+  }
+  if (o.wait_complete) {
+    if (options.to == Key::max()) {
+      complain("--wait-complete", Error(ErrorCode::kBadRequest, "needs an end: --to TIME|KEY"));
+      return 2;
+    }
+    if (int code = wait_complete(o, *bootstrap, options.to); code != 0) return code;
   }
   client::ClientConfig config;
   config.bootstrap = *bootstrap;
@@ -180,6 +236,15 @@ void register_scan(CLI::App& app, Runner& run) {
   cmd->add_option("--replica", o->replica,
                   "NODE_ID: read every partition only from this broker's own copy, with no "
                   "failover (to check one replica; see `alldata cluster` for node ids)");
+  cmd->add_flag("--wait-complete", o->wait_complete,
+                "Before reading, wait until the cluster's completeness watermark reaches --to "
+                "(default with this flag: now), so the scan returns every event that will "
+                "ever be acknowledged in the range (about 90 s behind the clock with default "
+                "settings; a progress line on a terminal)");
+  cmd->add_option("--wait-timeout", o->wait_timeout_s,
+                  "SECONDS: how long --wait-complete waits before it fails (exit 1)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_flag("--print-cursor", o->print_cursor,
                 "At the end, print to stderr the key to resume from with --from");
   cmd->callback([o, partition, &run] {

@@ -279,6 +279,7 @@ Status RocksEventStore::count_hints() {
     c->second.bytes += it->key().size() + it->value().size();
     ++total;
     const std::uint64_t t = Key::from_raw(reinterpret_cast<const std::uint8_t*>(h->key16)).time_ms();
+    c->second.oldest_ms = std::min(c->second.oldest_ms, t);
     if (!oldest_hint_ms_ || t < *oldest_hint_ms_) oldest_hint_ms_ = t;
   }
   if (!it->status().ok()) return to_status(it->status(), "cannot count the hints");
@@ -386,6 +387,13 @@ Status RocksEventStore::delete_hints(std::string_view target_node_id,
 std::optional<std::uint64_t> RocksEventStore::oldest_hint_ms() const {
   std::lock_guard lk(hints_mu_);
   return oldest_hint_ms_;
+}
+
+std::map<std::string, std::uint64_t> RocksEventStore::oldest_hint_ms_by_target() const {
+  std::lock_guard lk(hints_mu_);
+  std::map<std::string, std::uint64_t> out;
+  for (const auto& [target, totals] : hint_counts_) out.emplace(target, totals.oldest_ms);
+  return out;
 }
 
 std::map<std::string, std::uint64_t> RocksEventStore::pending_hints() const {

@@ -28,6 +28,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -91,6 +92,7 @@ class RocksEventStore final : public EventStore {
   std::map<std::string, std::uint64_t> pending_hints() const override;
   std::uint64_t pending_hint_bytes(std::string_view target_node_id) const override;
   std::optional<std::uint64_t> oldest_hint_ms() const override;
+  std::map<std::string, std::uint64_t> oldest_hint_ms_by_target() const override;
 
  private:
   struct Pending {
@@ -175,6 +177,8 @@ class RocksEventStore final : public EventStore {
   struct HintTotals {
     std::uint64_t events = 0;
     std::uint64_t bytes = 0;  // keys and values
+    // A lower bound of their event times (exact after open; kept while any is pending).
+    std::uint64_t oldest_ms = std::numeric_limits<std::uint64_t>::max();
   };
   std::map<std::string, HintTotals, std::less<>> hint_counts_;  // guarded by hints_mu_
   std::optional<std::uint64_t> oldest_hint_ms_;                      // guarded by hints_mu_

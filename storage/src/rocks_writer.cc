@@ -269,6 +269,7 @@ void RocksEventStore::commit_group(Group& g) {
   for (const auto& [target, n] : g.new_hints) {
     hint_counts_[target].events += n.events;
     hint_counts_[target].bytes += n.bytes;
+    hint_counts_[target].oldest_ms = std::min(hint_counts_[target].oldest_ms, n.oldest_ms);
   }
   if (g.new_hint_min_ms && (!oldest_hint_ms_ || *g.new_hint_min_ms < *oldest_hint_ms_)) {
     oldest_hint_ms_ = g.new_hint_min_ms;
@@ -538,6 +539,7 @@ void RocksEventStore::add_hints(Group& g, std::size_t i) {
   auto& totals = g.new_hints[target];
   totals.events += added.events;
   totals.bytes += added.bytes;
+  if (min_ms) totals.oldest_ms = std::min(totals.oldest_ms, *min_ms);
   if (min_ms && (!g.new_hint_min_ms || *min_ms < *g.new_hint_min_ms)) g.new_hint_min_ms = min_ms;
 }
 

@@ -1,6 +1,43 @@
 #include "membership/cluster_agent.h"
 
+#include <algorithm>
+
 namespace alldata::broker {
+
+std::vector<Owed> fold_owed(const std::map<std::string, std::uint64_t>& owed) {
+  std::vector<Owed> all;
+  all.reserve(owed.size());
+  for (const auto& [id, since] : owed) all.push_back(Owed{id, since});
+  std::sort(all.begin(), all.end(), [](const Owed& a, const Owed& b) {
+    return a.since_ms != b.since_ms ? a.since_ms < b.since_ms : a.node_id < b.node_id;
+  });
+  std::vector<Owed> out;
+  std::size_t bytes = 0;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const std::size_t cost = all[i].node_id.size() + 24;
+    if (out.size() + 1 < kMaxOwed && bytes + cost <= kOwedBudgetBytes) {
+      bytes += cost;
+      out.push_back(std::move(all[i]));
+      continue;
+    }
+    out.push_back(Owed{"", all[i].since_ms});  // the oldest of the rest (sorted)
+    break;
+  }
+  return out;
+}
+
+bool owes_more(const std::vector<Owed>& before, const std::vector<Owed>& now) {
+  std::optional<std::uint64_t> everyone;
+  for (const Owed& b : before) {
+    if (b.node_id.empty()) everyone = b.since_ms;
+  }
+  for (const Owed& n : now) {
+    if (everyone && *everyone <= n.since_ms) continue;
+    const auto it = std::find_if(before.begin(), before.end(), [&](const Owed& b) { return b.node_id == n.node_id; });
+    if (it == before.end() || n.since_ms < it->since_ms) return true;
+  }
+  return false;
+}
 
 ClusterAgent::ClusterAgent(Membership& membership, TimerQueue& timers, Clock& clock, LocalState& local,
                            ViewHolder& views, AgentOptions options, std::shared_ptr<spdlog::logger> logger)
@@ -65,6 +102,7 @@ void ClusterAgent::rebuild() {
     v.pending_hints = m.state.pending_hints;
     v.hand_over_partitions = m.state.hand_over_partitions;
     v.hand_over_bytes = m.state.hand_over_bytes;
+    v.owed = m.state.owed;
     v.self = m.self;
     v.watermark_ms = m.state.watermark_ms;
     v.watermark_held = m.state.watermark_held;
@@ -94,6 +132,7 @@ MemberState ClusterAgent::wanted_state(std::uint64_t) {
     s.watermark_ms = base;  // and it advances with time from here
   }
   s.pending_hints = local_.pending_hints();
+  s.owed = fold_owed(local_.owed());
   const HandOver h = local_.hand_over();
   s.hand_over_partitions = h.partitions_left;
   s.hand_over_bytes = h.bytes_moved;
@@ -111,10 +150,11 @@ void ClusterAgent::check_state() {
   // Urgent: a first watermark, a hold that starts, ends or moves back. Otherwise at most
   // once per min_republish.
   const bool urgent = have.watermark_ms == 0 || want.watermark_held != have.watermark_held ||
-                      (want.watermark_held && want.watermark_ms < have.watermark_ms);
+                      (want.watermark_held && want.watermark_ms < have.watermark_ms) ||
+                      owes_more(have.owed, want.owed);
   const bool minor = want.watermark_ms != have.watermark_ms || want.pending_hints != have.pending_hints ||
                      want.hand_over_partitions != have.hand_over_partitions ||
-                     want.hand_over_bytes != have.hand_over_bytes;
+                     want.hand_over_bytes != have.hand_over_bytes || want.owed != have.owed;
   if (!urgent && !(minor && now - last_publish_ms_ >= static_cast<std::uint64_t>(options_.min_republish.count()))) {
     return;
   }

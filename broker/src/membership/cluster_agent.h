@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <optional>
 
 namespace alldata::broker {
@@ -40,7 +41,18 @@ class LocalState {
   // Event time of the oldest copy known to be stored nowhere, until repair restores it
   // (repair/repair_debts.h).
   virtual std::optional<std::uint64_t> oldest_debt_ms() { return std::nullopt; }
+  // Members that may lack events from a time on: hints held for them, debts owed to them.
+  virtual std::map<std::string, std::uint64_t> owed() { return {}; }
 };
+
+// `owed` as published: the oldest first, at most kMaxOwed entries and about
+// kOwedBudgetBytes of ids; the rest folded into one entry (empty id: every other member)
+// at their oldest time.
+inline constexpr std::size_t kOwedBudgetBytes = 512;
+std::vector<Owed> fold_owed(const std::map<std::string, std::uint64_t>& owed);
+// True when `now` says some member may lack events that `before` did not say it lacks
+// (a new entry, or an earlier time): worth publishing at once.
+bool owes_more(const std::vector<Owed>& before, const std::vector<Owed>& now);
 
 struct AgentOptions {
   PlacementPolicy policy;

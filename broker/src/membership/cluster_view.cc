@@ -75,6 +75,29 @@ std::vector<std::uint32_t> PlacementTable::replicas(std::string_view stream,
 
 // ---- ClusterView -----------------------------------------------------------------------
 
+// A member is incomplete from the oldest time any member not gone says it is owed
+// (a dead holder's hints are still undelivered; a removed one's are lost, and repair
+// restores those copies without holding scans back).
+void ClusterView::mark_incomplete() {
+  auto lower = [](std::uint64_t& since, std::uint64_t t) {
+    t = std::max<std::uint64_t>(t, 1);
+    if (since == 0 || t < since) since = t;
+  };
+  for (const ViewMember& holder : members_) {
+    if (holder.lifecycle == Lifecycle::kLeft || holder.lifecycle == Lifecycle::kRemoved) continue;
+    for (const Owed& o : holder.owed) {
+      if (!o.node_id.empty()) {
+        auto it = by_id_.find(o.node_id);
+        if (it != by_id_.end()) lower(members_[it->second].incomplete_since_ms, o.since_ms);
+        continue;
+      }
+      for (ViewMember& m : members_) {
+        if (m.node_id != holder.node_id) lower(m.incomplete_since_ms, o.since_ms);
+      }
+    }
+  }
+}
+
 ClusterView::ClusterView(Inputs in)
     : members_(std::move(in.members)), ready_(in.ready), status_(std::move(in.status)) {
   std::vector<MemberInfo> owners;
@@ -95,6 +118,7 @@ ClusterView::ClusterView(Inputs in)
       changing = true;
     }
   }
+  mark_incomplete();
   const std::string zone = members_.empty() ? "" : members_.front().zone;
   const std::string region = members_.empty() ? "" : members_.front().region;
   if (in.previous && in.previous->same_placement(owners, in.policy, in.partitions, zone, region)) {

@@ -85,6 +85,11 @@ struct ViewMember {
   std::uint64_t pending_hints = 0;
   std::uint64_t hand_over_partitions = 0;  // MemberState: a join's or departure's progress
   std::uint64_t hand_over_bytes = 0;
+  // What it publishes of others that may lack events (hints it holds, repair debts), and,
+  // computed by the view from every member's list, the time from which this one may lack
+  // events (0 = none known): scans read such a replica last (protocol/README.md).
+  std::vector<Owed> owed;
+  std::uint64_t incomplete_since_ms = 0;
   bool self = false;
   // Its watermark: held at watermark_ms, or watermark_ms at received_ms (this broker's
   // monotonic clock) and advancing with time since.
@@ -144,6 +149,8 @@ class ClusterView {
   std::uint64_t watermark_ms(std::uint64_t now_ms) const;
 
  private:
+  void mark_incomplete();
+
   std::vector<ViewMember> members_;
   std::unordered_map<std::string, std::size_t> by_id_;
   std::shared_ptr<const PlacementTable> placement_;

@@ -28,8 +28,10 @@ constexpr std::size_t struct_words() {
 }
 
 std::size_t state_words(const MemberState& s) {
+  std::size_t owed = s.owed.empty() ? 0 : 1;  // the list's tag word
+  for (const Owed& o : s.owed) owed += struct_words<wire::Owed>() + text_words(o.node_id.size());
   return struct_words<wire::MemberState>() + text_words(s.client_address.size()) +
-         text_words(s.peer_address.size()) + text_words(s.zone.size()) + text_words(s.region.size());
+         text_words(s.peer_address.size()) + text_words(s.zone.size()) + text_words(s.region.size()) + owed;
 }
 
 std::size_t alive_words(const AliveMsg& a) {
@@ -84,6 +86,13 @@ void fill_state(wire::MemberState::Builder b, const MemberState& s) {
   b.setLoad(s.load);
   b.setHandOverPartitions(s.hand_over_partitions);
   b.setHandOverBytes(s.hand_over_bytes);
+  if (!s.owed.empty()) {
+    auto list = b.initOwed(static_cast<unsigned>(s.owed.size()));
+    for (unsigned i = 0; i < s.owed.size(); ++i) {
+      set_text([&](auto t) { list[i].setNodeId(t); }, s.owed[i].node_id);
+      list[i].setSinceMs(s.owed[i].since_ms);
+    }
+  }
 }
 
 void fill_alive(wire::MemberAlive::Builder b, const AliveMsg& a) {
@@ -180,6 +189,9 @@ MemberState read_state(wire::MemberState::Reader r) {
   s.load = r.getLoad();
   s.hand_over_partitions = r.getHandOverPartitions();
   s.hand_over_bytes = r.getHandOverBytes();
+  const auto owed = r.getOwed();
+  if (owed.size() > kMaxOwed) throw Malformed{"more than " + std::to_string(kMaxOwed) + " owed members"};
+  for (auto o : owed) s.owed.push_back(Owed{checked(o.getNodeId(), kMaxIdBytes, "owed node id"), o.getSinceMs()});
   return s;
 }
 

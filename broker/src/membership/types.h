@@ -24,6 +24,18 @@ using alldata::Lifecycle;
 using alldata::Liveness;
 
 // What a broker publishes of itself. Only the owner changes it, under a new incarnation.
+// Member `node_id` may lack events from `since_ms` on: the publishing member holds hints for
+// it or knows of copies that were stored nowhere (repair debts). An empty node_id stands
+// for every other member.
+inline constexpr std::size_t kMaxOwed = 16;
+
+struct Owed {
+  std::string node_id;
+  std::uint64_t since_ms = 0;
+
+  friend bool operator==(const Owed&, const Owed&) = default;
+};
+
 struct MemberState {
   std::string client_address;
   std::string peer_address;
@@ -43,6 +55,9 @@ struct MemberState {
   // bytes copied so far (shown by `alldata cluster`).
   std::uint64_t hand_over_partitions = 0;
   std::uint64_t hand_over_bytes = 0;
+  // Bounded (kMaxOwed entries, the oldest first; the agent folds the rest into one
+  // entry for every other member).
+  std::vector<Owed> owed;
 
   friend bool operator==(const MemberState&, const MemberState&) = default;
 };

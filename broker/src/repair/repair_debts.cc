@@ -53,6 +53,16 @@ std::optional<std::uint64_t> RepairDebts::oldest_ms() const {
   return oldest;
 }
 
+std::map<std::string, std::uint64_t> RepairDebts::oldest_ms_by_owner() const {
+  std::lock_guard lock(mu_);
+  std::map<std::string, std::uint64_t> out;
+  for (const auto& [where, range] : debts_) {
+    auto [it, fresh] = out.emplace(std::get<0>(where), range.first);
+    if (!fresh) it->second = std::min(it->second, range.first);
+  }
+  return out;
+}
+
 std::size_t RepairDebts::size() const {
   std::lock_guard lock(mu_);
   return debts_.size();

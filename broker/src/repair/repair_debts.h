@@ -47,6 +47,8 @@ class RepairDebts {
 
   std::vector<Debt> all() const;
   std::optional<std::uint64_t> oldest_ms() const;
+  // The oldest event time owed to each owner that is owed anything.
+  std::map<std::string, std::uint64_t> oldest_ms_by_owner() const;
   std::size_t size() const;
   // Rises on every change: persist when it moved.
   std::uint64_t version() const;

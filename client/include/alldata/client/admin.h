@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -36,6 +37,9 @@ struct MemberInfo {
   // bytes copied so far in that hand-over.
   std::uint64_t hand_over_partitions = 0;
   std::uint64_t hand_over_bytes = 0;
+  // It may lack events from this time on (ms; 0 = none known): another broker holds hints
+  // for it, or knows of copies it lacks (repair debts). Scans read it last, or merge.
+  std::uint64_t incomplete_since_ms = 0;
 };
 
 struct ClusterMetadata {
@@ -107,6 +111,15 @@ class Admin {
   // MemberInfo::lifecycle and hand_over_*). Errors: kBadRequest (another broker's id, a
   // single broker, a broker that is joining), kNotAllowed (it left already).
   Status decommission(std::string_view node_id);
+
+  // Waits until the cluster's completeness watermark reaches `to_ms`: a scan whose range
+  // ends at or before it then returns every event that will ever be acknowledged in it.
+  // Asks the connected broker about once a second and calls `progress` with each
+  // watermark seen (0 = not known yet). Returns the last watermark seen; at once, with 0,
+  // from a broker that is not in a cluster (it holds nothing back). Errors: kTimeout after
+  // `timeout`, saying how far behind the watermark still is; or those of metadata().
+  Result<std::uint64_t> wait_complete(std::uint64_t to_ms, std::chrono::milliseconds timeout,
+                                      const std::function<void(std::uint64_t)>& progress = {});
 
   const BrokerInfo& broker() const;
 

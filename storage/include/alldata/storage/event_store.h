@@ -305,6 +305,9 @@ class EventStore {
   // pending: events below it are all at their owners as far as this store knows. Exact
   // after open and whenever no hint is pending. Thread-safe; does not block on I/O.
   virtual std::optional<std::uint64_t> oldest_hint_ms() const { return std::nullopt; }
+  // The same bound per intended owner (owners without hints are absent): that owner may
+  // lack events from that time on until its hints are delivered.
+  virtual std::map<std::string, std::uint64_t> oldest_hint_ms_by_target() const { return {}; }
 };
 
 }  // namespace alldata::storage
