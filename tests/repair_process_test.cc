@@ -4,11 +4,16 @@
 // live on b0 alone (its replicas were never written, and no hint exists: the coordinator
 // died). Nothing acknowledged may be lost, and after `alldata repair` on every broker
 // every acknowledged event is on all three. ALLDATA_KILL_ROUNDS sets the rounds (default 3).
-// And a broker that lost its data folder gets its copy back before it serves reads.
+// And a broker that lost its data folder gets its copy back before it serves reads; and one
+// whose disk filled up (a 16 MiB tmpfs, when the test may mount one) gets every event it
+// missed once it has room again.
 #include "process_support.h"
 #include "test_support.h"
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <set>
@@ -29,6 +34,8 @@ int rounds() {
 class RepairProcessTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    before_start();
+    if (IsSkipped()) return;
     seed_port_ = free_membership_port();
     for (int i = 0; i < 3; ++i) {
       const std::string gossip =
@@ -45,6 +52,9 @@ class RepairProcessTest : public ::testing::Test {
     }
     ASSERT_TRUE(one_cluster()) << logs();
   }
+
+  // Runs before the brokers start (their folders are dir_ / "b<i>").
+  virtual void before_start() {}
 
   bool one_cluster() {
     return eventually(
@@ -189,6 +199,67 @@ TEST_F(RepairProcessTest, ABrokerThatLostItsDiskGetsItsCopyBackBeforeItServesRea
   auto r = run_tool({"repair", "-b", brokers_[2]->address()}, dir_.path(), "", 300s);
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("received 0 events"), std::string::npos) << r.out;
+}
+
+// b2's folder is a 16 MiB tmpfs: it fills up while QUORUM writes go on through b0.
+class FullDiskTest : public RepairProcessTest {
+ protected:
+  void before_start() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small filesystem for b2 (CI runs as root)";
+    mount_ = dir_.path() / "b2";
+    std::filesystem::create_directories(mount_);
+    if (!sh("mount -t tmpfs -o size=16m alldata-full " + mount_.string())) {
+      mount_.clear();
+      GTEST_SKIP() << "cannot mount a tmpfs here (no CAP_SYS_ADMIN?)";
+    }
+  }
+  void TearDown() override {
+    brokers_.clear();
+    if (!mount_.empty()) sh("umount -l " + mount_.string());
+  }
+  static bool sh(const std::string& command) { return std::system((command + " >/dev/null 2>&1").c_str()) == 0; }
+
+  std::filesystem::path mount_;
+};
+
+TEST_F(FullDiskTest, ABrokerWhoseDiskFilledUpGetsEveryEventItMissedOnceItHasRoom) {
+  const auto input = dir_.path() / "lines.txt";
+  {
+    std::ofstream out(input);
+    for (int i = 0; i < 300000; ++i) out << std::string(90, 'x') << " " << i << "\n";  // ~29 MB
+  }
+  const auto acks = dir_.path() / "acks.txt";
+  auto produced = run_tool({"produce", "-b", brokers_[0]->address(), "-s", kStream, "--commit-level", "QUORUM",
+                            "--acks", acks.string()},
+                           dir_.path(), input.string(), 300s);
+  EXPECT_EQ(produced.status, 0) << produced.err;
+  const auto acked = acked_keys(acks);
+  ASSERT_GT(acked.size(), 0u);
+  const bool full = brokers_[2]->log().find("No space left") != std::string::npos ||
+                    brokers_[2]->log().find("Assertion") != std::string::npos;
+  EXPECT_TRUE(full) << "b2 never ran out of room: the test shows nothing\n" << brokers_[2]->log();
+  // QUORUM promised 2 copies: with b2 out of room (or stopped by it), b0 and b1 hold each.
+  for (int i = 0; i < 2; ++i) {
+    const auto held = keys_held(port_of(brokers_[i]->address()), kStream, kPartitions);
+    std::size_t missing = 0;
+    for (const auto& k : acked) missing += held.count(k) == 0 ? 1 : 0;
+    EXPECT_EQ(missing, 0u) << "b" << i << " lacks events of " << acked.size();
+  }
+
+  // Healing: room again, and b2 restarted (a broker that hit a full disk may have stopped).
+  ASSERT_TRUE(sh("mount -o remount,size=512m " + mount_.string()));
+  brokers_[2]->kill_hard();
+  ASSERT_TRUE(brokers_[2]->start()) << brokers_[2]->log();
+  ASSERT_TRUE(one_cluster()) << logs();
+  ASSERT_TRUE(eventually([&] { return hints_pending() == 0; }, 120s)) << logs();
+  for (auto& b : brokers_) {
+    auto r = run_tool({"repair", "-b", b->address()}, dir_.path(), "", 300s);
+    ASSERT_EQ(r.status, 0) << r.out << r.err;
+  }
+  const auto after = copies_histogram(acked);
+  std::printf("after healing and repair: %s\n", text(after).c_str());
+  EXPECT_EQ(after.size(), 1u) << text(after);
+  EXPECT_EQ(after.count(3), 1u) << text(after);
 }
 
 }  // namespace
