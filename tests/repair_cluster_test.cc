@@ -2,9 +2,13 @@
 // reached one replica only (a half-done write) reach the others through `alldata repair`
 // on demand and through the background runs; a second run finds nothing to do.
 #include "alldata/client/client.h"
+#include "alldata/storage/event_store.h"
 #include "process_support.h"
 #include "test_support.h"
 
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
 #include <set>
 
 namespace alldata::testing {
@@ -167,6 +171,34 @@ TEST_F(RepairClusterTest, RepairOnDemandCopiesWhatOnlyOneReplicaHeld) {
   auto text = run_tool({"repair", "-b", brokers_[0]->client_address(), "-s", kStream}, dir_.path());
   ASSERT_EQ(text.status, 0) << text.err;
   EXPECT_NE(text.out.find("received 0 events"), std::string::npos) << text.out;
+}
+
+// A coordinator that dies with writes in flight leaves events on some owners only, and its
+// memory of them is gone. Its lease in the store tells the next start that it died: every
+// owner then repairs the times those writes could carry, with background repair off.
+TEST_F(RepairClusterTest, ACoordinatorThatDiedHasEveryOwnerRepairWhatItHadInFlight) {
+  start(std::chrono::milliseconds(0));
+  const auto keys = store_only_on(0, 300);  // half-done writes of node-0
+  // node-0 dies: a crash leaves the lease as it was last renewed (now), where a clean stop
+  // clears it.
+  brokers_[0]->stop();
+  brokers_[0].reset();
+  {
+    storage::Options so;
+    so.path = (std::filesystem::path(options_[0].data_dir) / "events").string();
+    so.interval = options_[0].partition_interval;
+    so.logger = spdlog::default_logger();
+    auto store = storage::EventStore::open(so);
+    ASSERT_TRUE(store) << store.error().to_string();
+    ASSERT_TRUE((*store)->put_meta("coordinator.lease", std::to_string(now_ms())));
+  }
+  options_[0].seeds = {brokers_[1]->gossip_address()};
+  brokers_[0] = start_broker(options_[0]);
+  ASSERT_TRUE(brokers_[0]);
+  for (int i = 1; i < 3; ++i) {
+    EXPECT_TRUE(eventually([&] { return held_by(i) == keys; }, std::chrono::seconds(60)))
+        << "node-" << i << " holds " << held_by(i).size() << " of " << keys.size();
+  }
 }
 
 TEST_F(RepairClusterTest, BackgroundRepairBringsEveryReplicaUpToDate) {

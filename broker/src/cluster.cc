@@ -6,6 +6,7 @@
 #include "hand_over.h"
 #include "hinted_handoff.h"
 #include "repair/debt_settler.h"
+#include "repair/crash_lease.h"
 #include "repair/repair_debts.h"
 #include "store_write.h"
 
@@ -203,6 +204,7 @@ class ClusterImpl final : public Cluster {
     if (stopped_.exchange(true)) return;
     if (hand_over_) hand_over_->stop();
     if (settler_) settler_->stop();
+    if (lease_) lease_->end(coordinator_->writes_in_flight() == 0);
     if (repairer_) repairer_->stop();
     if (handoff_) handoff_->stop();
     if (driver_) driver_->stop();
@@ -255,6 +257,24 @@ class ClusterImpl final : public Cluster {
     });
   }
 
+  // Before anything is coordinated: a lease the last run left means it died, maybe with
+  // writes half done; every owner then owes a repair over their times.
+  Status start_lease() {
+    repair::CrashLeaseOptions lo;
+    lo.max_key_skew = options_.max_key_skew;
+    lo.produce_timeout = options_.produce_timeout;
+    lease_ = std::make_unique<repair::CrashLease>(store_, executor_, storage_pool_, lo, wall_now_ms, log_);
+    auto left = lease_->begin();
+    if (!left) return left.error();
+    if (*left) {
+      log_->warn("the last run of this broker did not stop cleanly: every owner will repair [{}, {})",
+                 format_time_ms((*left)->from_ms), format_time_ms((*left)->to_ms));
+      debts_.add(repair::kEveryOwner, "", repair::kAllPartitions, (*left)->from_ms, (*left)->to_ms);
+    }
+    lease_->start();
+    return {};
+  }
+
   // The lifecycle this broker had before a restart: an owner of partitions comes back as
   // one (it is not a newcomer); a new broker starts joining.
   Lifecycle stored_lifecycle() const {
@@ -299,6 +319,7 @@ class ClusterImpl final : public Cluster {
   std::unique_ptr<repair::Repairer> repairer_;
   std::unique_ptr<HandOverRunner> hand_over_;
   std::unique_ptr<repair::DebtSettler> settler_;
+  std::unique_ptr<repair::CrashLease> lease_;
   const HandOverRunner* hand_over_ptr_ = nullptr;
   std::function<void()> on_left_;
   std::string gossip_address_;
@@ -379,6 +400,7 @@ Status ClusterImpl::init(const std::string& client_address, const std::string& p
   settler_ = std::make_unique<repair::DebtSettler>(executor_, debts_, store_, storage_pool_, *peers_, views_,
                                                    std::chrono::seconds(2), std::chrono::minutes(5), log_);
   settler_->load();
+  if (auto st = start_lease(); !st) return st;
   settler_->start();
   if (state.lifecycle == Lifecycle::kJoining) {
     asio::co_spawn(executor_, hand_over_->join(), [log = log_](std::exception_ptr e) {

@@ -3,6 +3,7 @@
 #include "on_pool.h"
 
 #include "alldata/protocol/framing.h"
+#include "alldata/protocol/key.h"
 #include "alldata/protocol/wire.h"
 
 #include <boost/asio/as_tuple.hpp>
@@ -72,6 +73,19 @@ asio::awaitable<bool> DebtSettler::settle(const Debt& d, const ViewMember& owner
   }
 }
 
+void DebtSettler::share_out(const Debt& d, const ClusterView& view) {
+  std::size_t owners = 0;
+  for (const ViewMember& m : view.members()) {
+    if (!m.live() || (m.lifecycle != Lifecycle::kNormal && m.lifecycle != Lifecycle::kLeaving)) continue;
+    debts_.add(m.node_id, "", kAllPartitions, d.from_ms, d.to_ms);
+    ++owners;
+  }
+  debts_.settle(d);
+  log_->warn("{} live owners are asked to repair every partition over [{}, {}): writes this broker had in "
+             "flight when it died may have reached only some of them",
+             owners, format_time_ms(d.from_ms), format_time_ms(d.to_ms));
+}
+
 asio::awaitable<void> DebtSettler::persist() {
   const std::uint64_t version = debts_.version();
   if (version == persisted_version_) co_return;
@@ -96,6 +110,10 @@ asio::awaitable<void> DebtSettler::loop() {
     for (const Debt& d : debts_.all()) {
       if (stopping_) break;
       auto view = views_.view();
+      if (d.owner == kEveryOwner) {
+        if (view && view->ready()) share_out(d, *view);
+        continue;
+      }
       const ViewMember* owner = view ? view->member(d.owner) : nullptr;
       if (owner == nullptr) {
         if (view && view->ready()) {

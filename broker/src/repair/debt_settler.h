@@ -37,6 +37,9 @@ class DebtSettler {
   boost::asio::awaitable<void> loop();
   boost::asio::awaitable<void> persist();
   boost::asio::awaitable<bool> settle(const Debt& d, const ViewMember& owner);
+  // A debt to every owner becomes one debt per live owner (a dead one is left to
+  // background repair: holding the watermark for it would stall it for the outage).
+  void share_out(const Debt& d, const ClusterView& view);
 
   boost::asio::any_io_executor executor_;
   RepairDebts& debts_;

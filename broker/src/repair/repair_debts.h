@@ -34,6 +34,9 @@ struct Debt {
 };
 
 inline constexpr std::uint32_t kAllPartitions = 0xffffffffu;
+// As an owner: every owner (a coordinator that died with writes in flight, crash_lease.h).
+// The settler turns it into one debt per live owner once the view is complete.
+inline constexpr std::string_view kEveryOwner = "";
 
 class RepairDebts {
  public:
