@@ -470,4 +470,7 @@ struct PushPull {
   refused @7 :Text;               # in an answer only: non-empty = the request was refused
   ping @8 :Bool;                  # a probe over TCP (when UDP pings went unanswered): no
                                   # members sent, nothing merged; answered with ping set
+  query @9 :Bool;                 # a look at the view by a broker not yet running
+                                  # (alldata-broker --replace): nothing merged; answered
+                                  # with the whole view
 }

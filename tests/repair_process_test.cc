@@ -7,6 +7,7 @@
 // repair the times it had in flight; an `alldata repair` afterwards finds nothing to do.
 // ALLDATA_KILL_ROUNDS sets the rounds (default 3).
 // And a broker that lost its data folder gets its copy back before it serves reads; and one
+// replaced with --replace takes over a dead broker's id; and one
 // whose disk filled up (a 16 MiB tmpfs, when the test may mount one) gets every event it
 // missed once it has room again.
 #include "process_support.h"
@@ -209,6 +210,54 @@ TEST_F(RepairProcessTest, ABrokerThatLostItsDiskGetsItsCopyBackBeforeItServesRea
   auto r = run_tool({"repair", "-b", brokers_[2]->address()}, dir_.path(), "", 300s);
   ASSERT_EQ(r.status, 0) << r.out << r.err;
   EXPECT_NE(r.out.find("received 0 events"), std::string::npos) << r.out;
+}
+
+// A broker lost for good (disk and all) is replaced by a new process that takes its node
+// id: --replace refuses an id the cluster holds alive, an id it does not know and a folder
+// that holds a store; for a dead one it pulls the partitions before it owns them.
+TEST_F(RepairProcessTest, ReplaceTakesOverADeadBrokersIdAndRefusesMistakes) {
+  const auto input = dir_.path() / "lines.txt";
+  {
+    std::ofstream out(input);
+    for (int i = 0; i < 20000; ++i) out << "line " << i << "\n";
+  }
+  auto produced = run_tool({"produce", "-b", brokers_[0]->address(), "-s", kStream, "--commit-level", "ALL"},
+                           dir_.path(), input.string());
+  ASSERT_EQ(produced.status, 0) << produced.err;
+  const std::string seed = "127.0.0.1:" + std::to_string(seed_port_);
+  auto replacement = [&](const std::string& folder, const std::string& id) {
+    return std::make_unique<BrokerProcess>(
+        dir_.path() / folder,
+        std::vector<std::string>{"--replace", id, "--peer-listen", "127.0.0.1:0", "--gossip-listen", "127.0.0.1:0",
+                                 "--seeds", seed, "--gossip-interval", "100ms", "--partitions",
+                                 std::to_string(kPartitions), "--repair-interval", "0", "--replica-timeout", "1s"});
+  };
+  auto alive = replacement("new", "b2");
+  EXPECT_FALSE(alive->start());
+  EXPECT_NE(alive->log().find("holds b2 alive"), std::string::npos) << alive->log();
+  auto unknown = replacement("new", "b9");
+  EXPECT_FALSE(unknown->start());
+  EXPECT_NE(unknown->log().find("no seed knows a member b9"), std::string::npos) << unknown->log();
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() / "new" / "events")) << "a refused attempt touched the folder";
+
+  brokers_[2]->kill_hard();  // and its disk is gone: it never returns
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto r = run_tool({"cluster", "--json", "-b", brokers_[0]->address()}, dir_.path());
+        const auto at = r.out.find("\"node_id\":\"b2\"");
+        return at != std::string::npos && r.out.find("\"liveness\":\"dead\"", at) < r.out.find('}', at);
+      },
+      30s));
+  auto used = replacement("b1", "b2");  // b1's own folder holds a store
+  EXPECT_FALSE(used->start());
+  EXPECT_NE(used->log().find("holds a store"), std::string::npos) << used->log();
+
+  brokers_[2] = replacement("new", "b2");
+  ASSERT_TRUE(brokers_[2]->start()) << brokers_[2]->log();
+  ASSERT_TRUE(one_cluster()) << logs();
+  EXPECT_EQ(keys_held(port_of(brokers_[2]->address()), kStream, kPartitions).size(), 20000u);
+  EXPECT_NE(brokers_[2]->log().find("joined with data: pulled 20000 events"), std::string::npos)
+      << brokers_[2]->log();
 }
 
 // b2's folder is a 16 MiB tmpfs: it fills up while QUORUM writes go on through b0.

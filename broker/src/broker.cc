@@ -1,5 +1,6 @@
 #include "alldata/broker/broker.h"
 
+#include "membership/replace_check.h"
 #include "net_util.h"
 #include "server_context.h"
 #include "session.h"
@@ -67,6 +68,7 @@ class BrokerImpl final : public Broker {
   ~BrokerImpl() override { stop(); }
 
   Status init();
+  Status check_replace();
 
   std::string client_address() const override { return ctx_->client_address; }
   std::uint16_t client_port() const override { return port_; }
@@ -144,6 +146,36 @@ Result<std::string> BrokerImpl::load_or_make(const char* name, const std::string
   return fresh;
 }
 
+// --replace NODE_ID: checked before the data folder is touched, so a refused attempt
+// leaves it empty for the next one.
+Status BrokerImpl::check_replace() {
+  if (options_.replace.empty()) return {};
+  if (!options_.node_id.empty() && options_.node_id != options_.replace) {
+    return Error(ErrorCode::kBadRequest, "--replace " + options_.replace + " takes that node id; --node-id " +
+                                             options_.node_id + " contradicts it");
+  }
+  std::error_code ec;
+  const auto events = std::filesystem::path(options_.data_dir) / "events";
+  if (std::filesystem::exists(events, ec) && !std::filesystem::is_empty(events, ec)) {
+    return Error(ErrorCode::kBadRequest, "--replace needs an empty data folder, and " + events.string() +
+                                             " holds a store: to restart a broker with its data, leave out --replace");
+  }
+  if (options_.gossip_listen.empty()) {
+    return Error(ErrorCode::kBadRequest, "--replace needs --gossip-listen and --seeds: a cluster to join");
+  }
+  auto listen = parse_host_port(options_.gossip_listen, true);
+  if (!listen) return Error(ErrorCode::kBadRequest, "--gossip-listen: " + listen.error().message);
+  if (auto st = check_replaceable(options_.replace, options_.cluster_name, options_.seeds, listen->host,
+                                  std::chrono::seconds(5), logger_);
+      !st) {
+    return Error(st.error().code, "--replace " + options_.replace + ": " + st.error().message);
+  }
+  logger_->warn("replacing {}: the cluster holds it dead; this broker takes its node id and pulls its partitions",
+                options_.replace);
+  options_.node_id = options_.replace;
+  return {};
+}
+
 Status BrokerImpl::init() {
   if (options_.partitions == 0 || options_.partitions > 65536) {
     return Error(ErrorCode::kBadRequest, "partitions must be between 1 and 65536");
@@ -151,6 +183,7 @@ Status BrokerImpl::init() {
   if (options_.io_threads == 0) options_.io_threads = 1;
   if (options_.storage_threads == 0) options_.storage_threads = 1;
 
+  if (auto st = check_replace(); !st) return st;
   std::error_code fec;
   std::filesystem::create_directories(options_.data_dir, fec);
   if (fec) {

@@ -91,6 +91,10 @@ int main(int argc, char** argv) {
                  "repair (0: no bound)")
       ->capture_default_str();
   app.add_option("--node-id", o.node_id, "Name of this broker (default: the stored one, or new)");
+  app.add_option("--replace", o.replace,
+                 "NODE_ID: take over the node id of a broker lost for good, with an empty --data-dir: "
+                 "refused unless the seeds know NODE_ID and hold it dead; its partitions are pulled "
+                 "from the other replicas before this broker owns them");
   app.add_option("--sync", sync, "on: acknowledge after the WAL is fsynced; off: after write()")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();

@@ -332,6 +332,7 @@ std::string encode(const PushPullMsg& p) {
   }
   set_text([&](auto t) { b.setRefused(t); }, p.refused);
   b.setPing(p.ping);
+  b.setQuery(p.query);
   return to_bytes(message);
 }
 
@@ -367,6 +368,7 @@ Result<PushPullMsg> decode_push_pull(std::string_view bytes) {
     }
     p.refused = checked(r.getRefused(), kMaxTextBytes, "refusal");
     p.ping = r.getPing();
+    p.query = r.getQuery();
     return p;
   } catch (const Malformed& m) {
     return malformed(m.why);

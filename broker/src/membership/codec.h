@@ -97,6 +97,7 @@ struct PushPullMsg {
   std::vector<TombstoneEntry> tombstones;
   std::string refused;
   bool ping = false;
+  bool query = false;  // look only: answered with the view, nothing merged
 };
 
 // Bytes `m` adds to a datagram's message list (exact for the unpacked encoding).

@@ -123,6 +123,7 @@ std::string Membership::Impl::answer_push_pull(std::string_view from, std::strin
     ++stats.refused_dropped;
     return refuse(*why);
   }
+  if (p->query) return encode(snapshot_message(false));
   if (find(p->from) == nullptr && nodes.size() >= options.max_members) {
     return refuse("the cluster has " + std::to_string(nodes.size()) + " members, the most allowed (max-members)");
   }

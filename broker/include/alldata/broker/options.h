@@ -52,6 +52,10 @@ struct BrokerOptions {
   std::uint64_t repair_bytes_per_sec = 64u << 20;
   // Stable name of the broker; empty = the one stored in data_dir, or a new one.
   std::string node_id;
+  // Take over the node id of a broker that is dead for good (its disk or machine lost):
+  // needs an empty data_dir and seeds; refused unless the cluster knows that id and holds
+  // it dead. The broker then pulls that id's partitions before it owns them.
+  std::string replace;
   // Acknowledge writes only after the WAL is fsynced (on by default).
   bool sync = true;
   // Length of one storage interval (one RocksDB column family).
