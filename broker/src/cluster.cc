@@ -379,7 +379,7 @@ Status ClusterImpl::init(const std::string& client_address, const std::string& p
   agent_->start();
   driver_ = std::make_unique<TimerDriver>(executor_, timers_, clock_);
   driver_->start();
-  handoff_ = std::make_unique<HintedHandoff>(store_, storage_pool_, *peers_, views_, options_.gossip_interval,
+  handoff_ = std::make_unique<HintedHandoff>(store_, storage_pool_, *peers_, views_, clock_, options_.gossip_interval,
                                              options_.replica_timeout, log_);
   handoff_->start(executor_);
   repair::RepairerOptions rep;

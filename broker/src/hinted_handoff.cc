@@ -12,12 +12,13 @@ namespace alldata::broker {
 namespace asio = boost::asio;
 
 HintedHandoff::HintedHandoff(storage::EventStore& store, asio::thread_pool& storage_pool, PeerClient& peers,
-                             const ViewSource& views, std::chrono::milliseconds interval,
+                             const ViewSource& views, Clock& clock, std::chrono::milliseconds interval,
                              std::chrono::milliseconds timeout, std::shared_ptr<spdlog::logger> log)
     : store_(store),
       storage_pool_(storage_pool),
       peers_(peers),
       views_(views),
+      clock_(clock),
       interval_(interval),
       timeout_(timeout),
       log_(std::move(log)) {}
@@ -37,32 +38,15 @@ asio::awaitable<void> HintedHandoff::loop(asio::any_io_executor executor) {
     const auto view = views_.view();
     for (const auto& [target, count] : store_.pending_hints()) {
       if (count == 0 || stopping_) continue;
-      const ViewMember* member = view ? view->member(target) : nullptr;
-      // Gone: it left, was removed, or is no longer known to a complete view (reaped).
-      const bool gone = (member != nullptr && (member->lifecycle == Lifecycle::kLeft ||
-                                               member->lifecycle == Lifecycle::kRemoved)) ||
-                        (member == nullptr && view && view->ready() && view->members().size() > 1);
-      if (!gone && (member == nullptr || !member->live() || member->liveness != Liveness::kAlive ||
-                    member->peer_address.empty())) {
-        continue;
-      }
-      const auto now = std::chrono::steady_clock::now();
-      auto& retry = retry_[target];
-      if (now < retry.next_attempt) continue;
-      const std::string address = gone ? std::string() : member->peer_address;
+      const HintDecision d = schedule_.decide(target, view.get(), clock_.now_ms());
+      if (d.action == HintAction::kWait) continue;
       bool done = false;  // an if, not ?: around co_await (GCC 12)
-      if (gone) {
+      if (d.action == HintAction::kRetarget) {
         done = co_await retarget(target);
       } else {
-        done = co_await deliver(target, address, retry.delay.count() == 0);
+        done = co_await deliver(target, d.address, d.first_failure);
       }
-      if (done) {
-        retry_.erase(target);
-      } else {
-        retry.delay = std::min<std::chrono::milliseconds>(
-            std::max<std::chrono::milliseconds>(retry.delay * 2, std::chrono::seconds(1)), std::chrono::seconds(30));
-        retry.next_attempt = now + retry.delay;
-      }
+      schedule_.finished(target, done, clock_.now_ms());
     }
   }
 }

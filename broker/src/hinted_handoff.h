@@ -1,14 +1,16 @@
 // Hinted handoff: delivers the hints this broker holds (copies of events whose replica was
 // unreachable when they were written) to their owners once the cluster view says the owner
-// is live again, and deletes a hint only after its owner acknowledged it. A stuck owner
-// (live to the membership but failing deliveries) is retried with a back-off of 1 s doubling
-// to 30 s, so it costs neither CPU nor log lines.
+// is live again, and deletes a hint only after its owner acknowledged it. When and where
+// is hint_schedule.h (a stuck owner, live to the membership but failing deliveries, is
+// retried with a back-off of 1 s doubling to 30 s, so it costs neither CPU nor log lines).
 //
 // Runs as one coroutine on the cluster's executor; storage reads and deletes go to the
 // storage pool. Borrows everything it is given.
 #pragma once
 
 #include "alldata/broker/peer_client.h"
+#include "hint_schedule.h"
+#include "membership/env.h"
 #include "alldata/storage/event_store.h"
 #include "membership/cluster_view.h"
 
@@ -28,8 +30,8 @@ namespace alldata::broker {
 class HintedHandoff {
  public:
   HintedHandoff(storage::EventStore& store, boost::asio::thread_pool& storage_pool, PeerClient& peers,
-                const ViewSource& views, std::chrono::milliseconds interval, std::chrono::milliseconds timeout,
-                std::shared_ptr<spdlog::logger> log);
+                const ViewSource& views, Clock& clock, std::chrono::milliseconds interval,
+                std::chrono::milliseconds timeout, std::shared_ptr<spdlog::logger> log);
 
   // Starts the delivery loop on `executor`: one round every interval until stop().
   void start(boost::asio::any_io_executor executor);
@@ -45,10 +47,6 @@ class HintedHandoff {
   // each hint's partition instead, then deleted. False when an owner could not take them.
   boost::asio::awaitable<bool> retarget(const std::string& target);
 
-  struct Retry {
-    std::chrono::milliseconds delay{0};
-    std::chrono::steady_clock::time_point next_attempt;
-  };
 
   storage::EventStore& store_;
   boost::asio::thread_pool& storage_pool_;
@@ -57,7 +55,8 @@ class HintedHandoff {
   std::chrono::milliseconds interval_;
   std::chrono::milliseconds timeout_;
   std::shared_ptr<spdlog::logger> log_;
-  std::map<std::string, Retry> retry_;  // owners whose delivery failed; executor only
+  Clock& clock_;
+  HintSchedule schedule_;  // executor only
   std::atomic<bool> stopping_{false};
 };
 
