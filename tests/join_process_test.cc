@@ -3,7 +3,7 @@
 // broker pulls the partitions it will own (and receives new writes for them) before it
 // becomes normal, so scans through every broker, sampled during and after the join,
 // return every acknowledged event exactly once; afterwards each event is on at least RF of
-// the brokers' own copies.
+// the brokers' own copies. And a join while another broker is down.
 #include "process_support.h"
 #include "test_support.h"
 
@@ -32,11 +32,13 @@ class JoinProcessTest : public ::testing::Test {
                                  "--repair-interval", "0"});
   }
 
-  bool normal_everywhere(std::size_t n) {
+  // Every running broker but `skip` sees n normal, alive members.
+  bool normal_everywhere(std::size_t n, int skip = -1) {
     return eventually(
         [&] {
-          for (auto& b : brokers_) {
-            if (normal_members(port_of(b->address())) != static_cast<int>(n)) return false;
+          for (std::size_t i = 0; i < brokers_.size(); ++i) {
+            if (static_cast<int>(i) == skip) continue;
+            if (normal_members(port_of(brokers_[i]->address())) != static_cast<int>(n)) return false;
           }
           return true;
         },
@@ -60,8 +62,10 @@ class JoinProcessTest : public ::testing::Test {
   }
 
   // Checks that a default scan through every running broker returns `acked` exactly once.
-  void scans_see_everything(const std::set<Key>& acked, const std::string& when) {
-    for (auto& b : brokers_) {
+  void scans_see_everything(const std::set<Key>& acked, const std::string& when, int skip = -1) {
+    for (std::size_t i = 0; i < brokers_.size(); ++i) {
+      if (static_cast<int>(i) == skip) continue;
+      auto& b = brokers_[i];
       auto r = run_tool({"scan", "-b", b->address(), "-s", kStream, "--format", "jsonl"},
                         dir_.path(), "", 120s);
       ASSERT_EQ(r.status, 0) << when << ": " << r.err;
@@ -129,6 +133,45 @@ TEST_F(JoinProcessTest, ScansMissNothingWhileTwoBrokersJoinUnderLoad) {
   for (int i = 3; i < 5; ++i) {
     EXPECT_NE(brokers_[i]->log().find("joined with data"), std::string::npos) << brokers_[i]->log();
   }
+}
+
+// Two changes at once: a broker dies for a while (SIGKILL) and another joins meanwhile.
+// The joiner pulls from the live owners (RF 3 of 4 leaves two per partition), scans miss
+// nothing during and after, and once the dead one is back every event is on RF copies.
+TEST_F(JoinProcessTest, AJoinWhileAnotherBrokerIsDownMissesNothing) {
+  for (int i = 0; i < 4; ++i) {
+    brokers_.push_back(broker(i));
+    ASSERT_TRUE(brokers_.back()->start()) << brokers_.back()->log();
+  }
+  ASSERT_TRUE(normal_everywhere(4));
+  std::set<Key> acked = produce(0, 20000, "before");
+  ASSERT_EQ(acked.size(), 20000u);
+  brokers_[3]->kill_hard();
+  brokers_.push_back(broker(4));
+  ASSERT_TRUE(brokers_.back()->start()) << brokers_.back()->log();
+  const auto during = produce(20000, 30000, "during");
+  acked.insert(during.begin(), during.end());
+  scans_see_everything(acked, "while b3 is down and b4 joins", 3);
+  ASSERT_TRUE(normal_everywhere(4, 3)) << brokers_[4]->log();
+  EXPECT_NE(brokers_[4]->log().find("joined with data"), std::string::npos) << brokers_[4]->log();
+  scans_see_everything(acked, "after b4 joined, b3 still down", 3);
+
+  ASSERT_TRUE(brokers_[3]->start()) << brokers_[3]->log();
+  ASSERT_TRUE(normal_everywhere(5));
+  scans_see_everything(acked, "after b3 came back");
+  // Hints bring b3 what it missed; every event ends on at least RF copies.
+  EXPECT_TRUE(eventually(
+      [&] {
+        std::map<Key, int> copies;
+        for (auto& b : brokers_) {
+          for (const auto& k : keys_held(port_of(b->address()), kStream, kPartitions)) ++copies[k];
+        }
+        for (const auto& k : acked) {
+          if (copies[k] < 3) return false;
+        }
+        return true;
+      },
+      60s));
 }
 
 }  // namespace
