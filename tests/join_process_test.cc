@@ -83,19 +83,36 @@ class JoinProcessTest : public ::testing::Test {
     }
   }
 
+  // Starts brokers 0..n-1, waits until all are normal, produces 20,000 events into `acked`.
+  void start_with_events(int n, std::set<Key>& acked) {
+    for (int i = 0; i < n; ++i) {
+      brokers_.push_back(broker(i));
+      ASSERT_TRUE(brokers_.back()->start()) << brokers_.back()->log();
+    }
+    ASSERT_TRUE(normal_everywhere(static_cast<std::size_t>(n)));
+    acked = produce(0, 20000, "before");
+    ASSERT_EQ(acked.size(), 20000u);
+  }
+
+  // How many of `acked` are on fewer than RF (3) of the brokers' own copies.
+  std::size_t short_of_rf(const std::set<Key>& acked) {
+    std::map<Key, int> copies;
+    for (auto& b : brokers_) {
+      for (const auto& k : keys_held(port_of(b->address()), kStream, kPartitions)) ++copies[k];
+    }
+    std::size_t n = 0;
+    for (const auto& k : acked) n += copies[k] < 3 ? 1 : 0;
+    return n;
+  }
+
   TempDir dir_;
   std::uint16_t seed_port_ = free_membership_port();
   std::vector<std::unique_ptr<BrokerProcess>> brokers_;
 };
 
 TEST_F(JoinProcessTest, ScansMissNothingWhileTwoBrokersJoinUnderLoad) {
-  for (int i = 0; i < 3; ++i) {
-    brokers_.push_back(broker(i));
-    ASSERT_TRUE(brokers_.back()->start()) << brokers_.back()->log();
-  }
-  ASSERT_TRUE(normal_everywhere(3));
-  std::set<Key> acked = produce(0, 20000, "before");
-  ASSERT_EQ(acked.size(), 20000u);
+  std::set<Key> acked;
+  ASSERT_NO_FATAL_FAILURE(start_with_events(3, acked));
 
   // Two brokers join while more events arrive.
   const auto more = dir_.path() / "during.txt";
@@ -123,13 +140,7 @@ TEST_F(JoinProcessTest, ScansMissNothingWhileTwoBrokersJoinUnderLoad) {
   scans_see_everything(acked, "after the join");
 
   // Each acknowledged event is on at least RF (3) of the brokers' own copies.
-  std::map<Key, int> copies;
-  for (auto& b : brokers_) {
-    for (const auto& k : keys_held(port_of(b->address()), kStream, kPartitions)) ++copies[k];
-  }
-  std::size_t short_of_rf = 0;
-  for (const auto& k : acked) short_of_rf += copies[k] < 3 ? 1 : 0;
-  EXPECT_EQ(short_of_rf, 0u) << "of " << acked.size();
+  EXPECT_EQ(short_of_rf(acked), 0u) << "of " << acked.size();
   for (int i = 3; i < 5; ++i) {
     EXPECT_NE(brokers_[i]->log().find("joined with data"), std::string::npos) << brokers_[i]->log();
   }
@@ -139,13 +150,8 @@ TEST_F(JoinProcessTest, ScansMissNothingWhileTwoBrokersJoinUnderLoad) {
 // The joiner pulls from the live owners (RF 3 of 4 leaves two per partition), scans miss
 // nothing during and after, and once the dead one is back every event is on RF copies.
 TEST_F(JoinProcessTest, AJoinWhileAnotherBrokerIsDownMissesNothing) {
-  for (int i = 0; i < 4; ++i) {
-    brokers_.push_back(broker(i));
-    ASSERT_TRUE(brokers_.back()->start()) << brokers_.back()->log();
-  }
-  ASSERT_TRUE(normal_everywhere(4));
-  std::set<Key> acked = produce(0, 20000, "before");
-  ASSERT_EQ(acked.size(), 20000u);
+  std::set<Key> acked;
+  ASSERT_NO_FATAL_FAILURE(start_with_events(4, acked));
   brokers_[3]->kill_hard();
   brokers_.push_back(broker(4));
   ASSERT_TRUE(brokers_.back()->start()) << brokers_.back()->log();
@@ -160,18 +166,7 @@ TEST_F(JoinProcessTest, AJoinWhileAnotherBrokerIsDownMissesNothing) {
   ASSERT_TRUE(normal_everywhere(5));
   scans_see_everything(acked, "after b3 came back");
   // Hints bring b3 what it missed; every event ends on at least RF copies.
-  EXPECT_TRUE(eventually(
-      [&] {
-        std::map<Key, int> copies;
-        for (auto& b : brokers_) {
-          for (const auto& k : keys_held(port_of(b->address()), kStream, kPartitions)) ++copies[k];
-        }
-        for (const auto& k : acked) {
-          if (copies[k] < 3) return false;
-        }
-        return true;
-      },
-      60s));
+  EXPECT_TRUE(eventually([&] { return short_of_rf(acked) == 0; }, 60s));
 }
 
 }  // namespace
