@@ -192,6 +192,7 @@ class BrokerProcess {
     return st;
   }
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
   std::string log() const { return read_file(data_dir_.string() + ".log"); }
 
  private:

@@ -111,6 +111,7 @@ class BrokerImpl final : public Broker {
   std::unique_ptr<asio::thread_pool> storage_pool_;
   std::string node_id_;
   std::string version_ = kVersion;
+  std::unique_ptr<ConnectionTable> connection_table_;
   std::unique_ptr<ServerContext> ctx_;
   // Cluster membership (gossip, replication, hints) on its own thread; only with gossip.
   std::unique_ptr<asio::io_context> cluster_io_ = std::make_unique<asio::io_context>(1);
@@ -227,8 +228,12 @@ Status BrokerImpl::init() {
 
   coordinator_ = std::make_unique<LocalCoordinator>(*store_);
   storage_pool_ = std::make_unique<asio::thread_pool>(options_.storage_threads);
+  connection_table_ = std::make_unique<ConnectionTable>(ConnectionTable::Limits{
+      options_.max_pending_connections, options_.max_connections,
+      static_cast<std::uint64_t>(options_.evict_idle_after.count())});
   ctx_ = std::make_unique<ServerContext>(options_, *logger_, *store_, coordinator_.get(), *keygen_,
-                                         *lease_, *storage_pool_, node_id_, version_);
+                                         *lease_, *storage_pool_, node_id_, version_,
+                                         *connection_table_);
 
   for (std::uint32_t i = 0; i < options_.io_threads; ++i) io_.push_back(std::make_unique<IoThread>());
   acceptor_ = std::make_unique<tcp::acceptor>(io_[0]->io);
@@ -315,11 +320,8 @@ asio::awaitable<void> BrokerImpl::accept_loop(tcp::acceptor& acceptor, bool peer
       continue;
     }
     if (ctx_->stopping.load()) co_return;
-    if (ctx_->connections.load() >= options_.max_connections) {
-      logger_->warn("refusing a connection: {} connections open (max-connections)",
-                    ctx_->connections.load());
-      continue;  // the socket closes as it goes out of scope
-    }
+    // No limit here: the connection table bounds connections before hello (the oldest is
+    // closed for a new one) and sessions after it (session.cc).
     ++ctx_->connections;
     {
       std::lock_guard lock(sessions_mu_);

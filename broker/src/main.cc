@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   CLI::App app{"alldata-broker: runs one AllData broker (an append-only event store node)."};
   app.set_config("--config", "", "Read options from a TOML/INI file (keys are the long option names)");
   std::string sync = "on", interval = "PT1H", idle = "10m", write_timeout = "30s",
-              produce_timeout = "30s", skew = "60s";
+              produce_timeout = "30s", skew = "60s", hello_timeout = "5s", evict_idle_after = "10s";
   std::string log_file, log_level = "info";
   app.add_option("--data-dir", o.data_dir, "Folder for this broker's data (created if missing)")
       ->required();
@@ -116,7 +116,23 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-in-flight", o.max_in_flight, "Requests in progress per connection")
       ->capture_default_str();
-  app.add_option("--max-connections", o.max_connections, "Open connections at most")
+  app.add_option("--max-connection-buffer-bytes", o.max_connection_buffer_bytes,
+                 "Bytes one connection may hold (requests in progress, unsent answers, scan "
+                 "pages being read); past it the broker waits for the client to read")
+      ->check(CLI::Range(std::uint64_t{1} << 20, std::uint64_t{1} << 34))
+      ->capture_default_str();
+  app.add_option("--max-connections", o.max_connections,
+                 "Sessions (connections past hello) at most; one more replaces the session idle "
+                 "the longest (idle --evict-idle-after or more) or is refused")
+      ->capture_default_str();
+  app.add_option("--evict-idle-after", evict_idle_after,
+                 "A session idle this long may lose its slot to a new one past --max-connections")
+      ->capture_default_str();
+  app.add_option("--max-pending-connections", o.max_pending_connections,
+                 "Connections not past hello at most; one more closes the oldest of them")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--hello-timeout", hello_timeout, "Close connections that send no hello this long")
       ->capture_default_str();
   app.add_option("--idle-timeout", idle, "Close connections idle this long")->capture_default_str();
   app.add_option("--write-timeout", write_timeout, "Drop clients that take no data this long")
@@ -139,6 +155,8 @@ int main(int argc, char** argv) {
   }
   if (!apply_duration("partition-interval", interval, o.partition_interval) ||
       !apply_duration("idle-timeout", idle, o.idle_timeout) ||
+      !apply_duration("hello-timeout", hello_timeout, o.hello_timeout) ||
+      !apply_duration("evict-idle-after", evict_idle_after, o.evict_idle_after) ||
       !apply_duration("write-timeout", write_timeout, o.write_timeout) ||
       !apply_duration("produce-timeout", produce_timeout, o.produce_timeout) ||
       !apply_duration("max-key-skew", skew, o.max_key_skew) ||

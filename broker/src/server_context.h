@@ -5,6 +5,7 @@
 
 #include "alldata/broker/coordinator.h"
 #include "cluster.h"
+#include "connection_table.h"
 #include "alldata/broker/options.h"
 #include "alldata/protocol/keygen.h"
 #include "alldata/storage/event_store.h"
@@ -52,9 +53,10 @@ struct ServerContext {
   boost::asio::thread_pool& storage_pool;
   const std::string& node_id;
   const std::string& version;
+  ConnectionTable& connection_table;  // the slots of every listener's connections
   std::string client_address;  // set once the listener is bound
   Cluster* cluster = nullptr;  // null for a single broker
-  std::atomic<std::uint32_t> connections{0};
+  std::atomic<std::uint32_t> connections{0};  // open sockets, pending and sessions
   std::atomic<bool> stopping{false};
 };
 

@@ -22,7 +22,16 @@ using asio::use_awaitable;
 
 namespace {
 
-constexpr std::size_t kMaxQueuedOutputBytes = 32u << 20;
+constexpr std::uint32_t kMaxFrameBeforeHello = 64u << 10;
+
+// Answers are appended to the last queued frame string while it is smaller than this.
+constexpr std::size_t kCoalesceBytes = 64u << 10;
+
+std::uint64_t monotonic_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::steady_clock::now().time_since_epoch())
+                                        .count());
+}
 
 std::string describe(const asio::ip::tcp::socket& s) {
   boost::system::error_code ec;
@@ -37,17 +46,27 @@ Session::Session(asio::ip::tcp::socket socket, ServerContext& ctx, bool peer_lis
     : socket_(std::move(socket)),
       ctx_(ctx),
       remote_(describe(socket_)),
-      peer_listener_(peer_listener),
       reader_wake_(socket_.get_executor()),
       writer_wake_(socket_.get_executor()),
       watchdog_timer_(socket_.get_executor()),
-      last_activity_(Clock::now()) {}
+      space_wake_(socket_.get_executor(), asio::steady_timer::time_point::max()),
+      peer_listener_(peer_listener),
+      accepted_(Clock::now()),
+      last_activity_(accepted_) {}
 
 asio::awaitable<void> Session::run() {
   auto self = shared_from_this();
   auto ex = co_await asio::this_coro::executor;
   boost::system::error_code ignored;
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  std::weak_ptr<Session> weak = self;
+  slot_ = ctx_.connection_table.admit(
+      [weak, ex] {
+        asio::post(ex, [weak] {
+          if (auto s = weak.lock()) s->evict();
+        });
+      },
+      monotonic_ms());
 
   asio::co_spawn(ex, write_loop(), [self](std::exception_ptr e) {
     if (e) self->ctx_.log.error("session {}: writer failed: {}", self->remote_, describe_exception(e));
@@ -65,8 +84,48 @@ asio::awaitable<void> Session::run() {
   while (!writer_done_) co_await wait_on(reader_wake_);
   finished_ = true;
   watchdog_timer_.cancel();
+  ctx_.connection_table.release(slot_);
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
+}
+
+void Session::evict() {
+  if (finished_) return;
+  ctx_.log.info("session {}: closing: its slot went to a newer connection ({})", remote_,
+                hello_done_ ? "idle session" : "no hello yet");
+  stop();
+}
+
+void Session::note_activity() {
+  slot_->active(monotonic_ms(), in_flight_ > 0 || unsent() > 0);
+}
+
+asio::awaitable<void> Session::holding(std::size_t bytes, asio::awaitable<void> request) {
+  struct Release {
+    Session& s;
+    std::size_t n;
+    ~Release() {
+      s.held_request_bytes_ -= n;
+      s.reader_wake_.cancel();
+    }
+  };
+  held_request_bytes_ += bytes;
+  Release release{*this, bytes};
+  co_await std::move(request);
+}
+
+asio::awaitable<void> Session::reserve_output(std::size_t bytes) {
+  const std::size_t bound = ctx_.options.max_connection_buffer_bytes;
+  while (unsent() + reserved_output_ + bytes > bound && (unsent() > 0 || reserved_output_ > 0)) {
+    co_await space_wake_.async_wait(as_tuple(use_awaitable));
+  }
+  reserved_output_ += bytes;
+}
+
+void Session::release_output(std::size_t bytes) {
+  reserved_output_ -= bytes;
+  space_wake_.cancel();
+  reader_wake_.cancel();
 }
 
 void Session::stop() {
@@ -82,7 +141,8 @@ asio::awaitable<void> Session::read_loop() {
   std::uint8_t header[protocol::kFrameHeaderBytes];
   for (;;) {
     while (!stop_requested_ && !close_after_flush_ &&
-           (in_flight_ >= ctx_.options.max_in_flight || out_.size() >= kMaxQueuedOutputBytes)) {
+           (in_flight_ >= ctx_.options.max_in_flight ||
+            buffered() >= ctx_.options.max_connection_buffer_bytes)) {
       co_await wait_on(reader_wake_);
     }
     if (stop_requested_ || close_after_flush_) co_return;
@@ -97,7 +157,11 @@ asio::awaitable<void> Session::read_loop() {
     }
     last_activity_ = Clock::now();
     const std::uint32_t length = protocol::read_frame_length(header);
-    if (auto ok = protocol::check_frame_length(length, ctx_.options.max_frame_bytes); !ok) {
+    // Before hello only a small frame (a hello) is read: a stranger cannot make the broker
+    // allocate a large buffer.
+    const std::uint32_t limit = hello_done_ ? ctx_.options.max_frame_bytes
+                                            : std::min(ctx_.options.max_frame_bytes, kMaxFrameBeforeHello);
+    if (auto ok = protocol::check_frame_length(length, limit); !ok) {
       ctx_.log.warn("session {}: closing: {}", remote_, ok.error().message);
       send_error(0, ok.error());
       co_return;
@@ -111,6 +175,7 @@ asio::awaitable<void> Session::read_loop() {
       co_return;
     }
     last_activity_ = Clock::now();
+    note_activity();
     if (!dispatch(std::move(frame))) co_return;
   }
 }
@@ -159,31 +224,33 @@ bool Session::dispatch(protocol::FrameBuffer frame) {
     self->send_error(correlation_id, Error(ErrorCode::kInternal, "the broker failed this request: " + what));
     self->request_done();
   };
+  // Every request coroutine runs inside holding(): its frame counts against the bound.
+  const std::size_t bytes = frame.size();
   switch (which) {
     case wire::Request::PRODUCE:
       ++in_flight_;
-      asio::co_spawn(ex, handle_produce(std::move(frame)), on_done);
+      asio::co_spawn(ex, holding(bytes, handle_produce(std::move(frame))), on_done);
       return true;
     case wire::Request::SCAN:
       ++in_flight_;
-      asio::co_spawn(ex, handle_scan(std::move(frame)), on_done);
+      asio::co_spawn(ex, holding(bytes, handle_scan(std::move(frame))), on_done);
       return true;
     case wire::Request::METADATA:
       ++in_flight_;
-      asio::co_spawn(ex, handle_metadata(correlation_id, metadata_streams, std::move(metadata_stream)),
+      asio::co_spawn(ex, holding(bytes, handle_metadata(correlation_id, metadata_streams, std::move(metadata_stream))),
                      on_done);
       return true;
     case wire::Request::REPAIR:
       ++in_flight_;
-      asio::co_spawn(ex, handle_repair(std::move(frame)), on_done);
+      asio::co_spawn(ex, holding(bytes, handle_repair(std::move(frame))), on_done);
       return true;
     case wire::Request::REMOVE_MEMBER:
       ++in_flight_;
-      asio::co_spawn(ex, handle_remove_member(std::move(frame)), on_done);
+      asio::co_spawn(ex, holding(bytes, handle_remove_member(std::move(frame))), on_done);
       return true;
     case wire::Request::DECOMMISSION:
       ++in_flight_;
-      asio::co_spawn(ex, handle_decommission(std::move(frame)), on_done);
+      asio::co_spawn(ex, holding(bytes, handle_decommission(std::move(frame))), on_done);
       return true;
     case wire::Request::REPLICATE:
     case wire::Request::DELIVER_HINTS:
@@ -193,7 +260,7 @@ bool Session::dispatch(protocol::FrameBuffer frame) {
         return true;
       }
       ++in_flight_;
-      asio::co_spawn(ex, handle_replicate(std::move(frame), which == wire::Request::DELIVER_HINTS),
+      asio::co_spawn(ex, holding(bytes, handle_replicate(std::move(frame), which == wire::Request::DELIVER_HINTS)),
                      on_done);
       return true;
     case wire::Request::DIGEST:
@@ -205,9 +272,9 @@ bool Session::dispatch(protocol::FrameBuffer frame) {
       }
       ++in_flight_;
       if (which == wire::Request::DIGEST) {
-        asio::co_spawn(ex, handle_digest(std::move(frame)), on_done);
+        asio::co_spawn(ex, holding(bytes, handle_digest(std::move(frame))), on_done);
       } else {
-        asio::co_spawn(ex, handle_fetch_range(std::move(frame)), on_done);
+        asio::co_spawn(ex, holding(bytes, handle_fetch_range(std::move(frame))), on_done);
       }
       return true;
     default:
@@ -253,6 +320,12 @@ void Session::handle_hello(std::uint64_t correlation_id, const protocol::FrameBu
     close_after_flush_ = true;
     return;
   }
+  if (auto admitted = ctx_.connection_table.promote(slot_, peer, monotonic_ms()); !admitted) {
+    ctx_.log.warn("session {}: refusing hello: {}", remote_, admitted.error().message);
+    send_error(correlation_id, admitted.error());
+    close_after_flush_ = true;
+    return;
+  }
   hello_done_ = true;
   peer_role_ = peer;
   capnp::MallocMessageBuilder mb(256);
@@ -271,7 +344,10 @@ void Session::handle_hello(std::uint64_t correlation_id, const protocol::FrameBu
 }
 
 void Session::send(capnp::MessageBuilder& message) {
-  protocol::append_frame(message, out_);
+  // Small answers share a frame string (one allocation for many acks); a large one gets
+  // its own, allocated at its size, so no buffer ever grows by copying.
+  if (out_.empty() || out_.back().size() >= kCoalesceBytes) out_.emplace_back();
+  out_bytes_ += protocol::append_frame(message, out_.back());
   writer_wake_.cancel();
 }
 
@@ -302,30 +378,41 @@ void Session::send_error(std::uint64_t correlation_id, const Error& error) {
 void Session::request_done() {
   --in_flight_;
   reader_wake_.cancel();
+  note_activity();
 }
 
 asio::awaitable<void> Session::write_loop() {
-  std::string buffer;
+  std::vector<std::string> writing;
+  std::vector<asio::const_buffer> buffers;
   for (;;) {
     while (out_.empty() && !writer_exit_) co_await wait_on(writer_wake_);
     if (out_.empty()) break;
-    buffer.swap(out_);
+    // Everything queued goes in one gathered write; each frame was allocated once.
+    for (auto& f : out_) writing.push_back(std::move(f));
+    out_.clear();
+    writing_bytes_ = out_bytes_;
+    out_bytes_ = 0;
+    buffers.clear();
+    for (const auto& f : writing) buffers.emplace_back(f.data(), f.size());
     writing_ = true;
     write_started_ = Clock::now();
-    auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(buffer), as_tuple(use_awaitable));
+    auto [ec, n] = co_await asio::async_write(socket_, buffers, as_tuple(use_awaitable));
     writing_ = false;
-    buffer.clear();
+    writing_bytes_ = 0;
+    writing.clear();
     reader_wake_.cancel();
+    space_wake_.cancel();
+    note_activity();
     if (ec) {
       ctx_.log.debug("session {}: write failed: {}", remote_, ec.message());
       // Nobody can receive answers any more: stop reading too.
-      out_.clear();
+      drop_output();
       close_after_flush_ = true;
       boost::system::error_code ignored;
       socket_.shutdown(asio::ip::tcp::socket::shutdown_receive, ignored);
       // Keep draining (and dropping) until told to exit.
       while (!writer_exit_) {
-        out_.clear();
+        drop_output();
         co_await wait_on(writer_wake_);
       }
       break;
@@ -335,16 +422,29 @@ asio::awaitable<void> Session::write_loop() {
   reader_wake_.cancel();
 }
 
+void Session::drop_output() {
+  out_.clear();
+  out_bytes_ = 0;
+  space_wake_.cancel();
+}
+
 asio::awaitable<void> Session::watchdog() {
   auto self = shared_from_this();
   const auto tick = std::min<Clock::duration>(
       std::chrono::seconds(1),
-      std::min<Clock::duration>(ctx_.options.idle_timeout, ctx_.options.write_timeout) / 4);
+      std::min<Clock::duration>({ctx_.options.idle_timeout, ctx_.options.write_timeout,
+                                 ctx_.options.hello_timeout}) / 4);
   while (!finished_) {
     watchdog_timer_.expires_after(tick);
     co_await watchdog_timer_.async_wait(as_tuple(use_awaitable));
     if (finished_) break;
     const auto now = Clock::now();
+    if (!hello_done_ && !stop_requested_ && now - accepted_ > ctx_.options.hello_timeout) {
+      ctx_.log.info("session {}: closing: no hello within {} ms", remote_,
+                    ctx_.options.hello_timeout.count());
+      stop();
+      continue;
+    }
     if (writing_ && now - write_started_ > ctx_.options.write_timeout) {
       ctx_.log.warn("session {}: closing: the client took no response data for {} ms", remote_,
                     ctx_.options.write_timeout.count());

@@ -1,11 +1,17 @@
 // One client or peer connection. A Session lives on one single-threaded io_context (its
 // executor), so its state needs no locks. One coroutine reads frames; each request runs in
 // its own coroutine so that requests pipeline and answer out of order; one coroutine
-// writes responses, batching whatever is ready into one write; a watchdog enforces the idle
-// and write timeouts.
+// writes responses, batching whatever is ready into one write; a watchdog enforces the
+// hello, idle and write timeouts.
 //
-// Lifecycle: run() until the peer closes, a protocol violation, a timeout, or stop().
-// stop() stops reading; requests already read are still answered before the socket closes.
+// Memory: the bytes a connection holds (requests read and not answered, answers not yet
+// written, room reserved for scan pages being read) are bounded by
+// options.max_connection_buffer_bytes: past it no request is read and no scan page is
+// started until the client takes its answers (or the write timeout drops it).
+//
+// Lifecycle: run() until the peer closes, a protocol violation, a timeout, stop(), or the
+// connection table evicts it. stop() stops reading; requests already read are still
+// answered before the socket closes.
 #pragma once
 
 #include "server_context.h"
@@ -50,6 +56,30 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::awaitable<void> read_loop();
   boost::asio::awaitable<void> write_loop();
   boost::asio::awaitable<void> watchdog();
+
+  // Runs `request` while its `bytes` of frame count as held by the connection.
+  boost::asio::awaitable<void> holding(std::size_t bytes, boost::asio::awaitable<void> request);
+  // Waits until `bytes` more of answers fit in the connection's bound (or nothing is
+  // buffered, so one large answer always goes), then reserves them. Release with
+  // release_output() once the answer is queued (or not sent).
+  boost::asio::awaitable<void> reserve_output(std::size_t bytes);
+  void release_output(std::size_t bytes);
+  // Releases a reservation when the request coroutine leaves its scope, answered or not.
+  struct OutputReservation {
+    Session& session;
+    std::size_t bytes;
+    ~OutputReservation() { session.release_output(bytes); }
+  };
+  // Answers queued or being written.
+  std::size_t unsent() const noexcept { return out_bytes_ + writing_bytes_; }
+  // The client cannot take answers any more: forget them.
+  void drop_output();
+  // Everything the connection holds against max_connection_buffer_bytes.
+  std::size_t buffered() const noexcept { return held_request_bytes_ + unsent() + reserved_output_; }
+  // Tells the connection table what this connection did just now.
+  void note_activity();
+  // The connection table gave this connection's slot to a newer one.
+  void evict();
 
   // Looks at one frame and starts its handler. False: close the connection.
   bool dispatch(protocol::FrameBuffer frame);
@@ -116,9 +146,15 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::asio::steady_timer reader_wake_;  // in-flight or output space freed, or stop
   boost::asio::steady_timer writer_wake_;  // output queued, or the writer should finish
   boost::asio::steady_timer watchdog_timer_;
+  boost::asio::steady_timer space_wake_;   // output space freed (any number of waiters)
+  std::shared_ptr<ConnectionTable::Entry> slot_;
 
-  std::string out_;                   // responses waiting for the writer
+  std::vector<std::string> out_;      // framed responses waiting for the writer
+  std::size_t out_bytes_ = 0;         // their bytes
   std::uint32_t in_flight_ = 0;       // requests read but not yet answered
+  std::size_t held_request_bytes_ = 0;  // frames of requests in progress
+  std::size_t reserved_output_ = 0;     // room for answers being prepared
+  std::size_t writing_bytes_ = 0;       // the write in progress
   const bool peer_listener_;
   bool hello_done_ = false;
   bool peer_role_ = false;
@@ -128,6 +164,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool writer_done_ = false;
   bool writing_ = false;
   bool finished_ = false;
+  const Clock::time_point accepted_;
   Clock::time_point last_activity_;
   Clock::time_point write_started_;
   std::vector<storage::HeaderView> headers_scratch_;

@@ -132,6 +132,10 @@ asio::awaitable<void> Session::handle_fetch_range(protocol::FrameBuffer frame) {
   };
   if (!read_request(frame, "fetchRange", &correlation_id, parse)) co_return;
 
+  // A quarter of a frame: the answer's framing never pushes it past the limit.
+  const std::size_t max_bytes = ctx_.options.max_frame_bytes / 4;
+  co_await reserve_output(max_bytes);
+  OutputReservation reservation{*this, max_bytes};
   capnp::MallocMessageBuilder mb;
   auto resp = ok_response(mb, correlation_id);
   auto r = resp.initFetchRange();
@@ -147,8 +151,6 @@ asio::awaitable<void> Session::handle_fetch_range(protocol::FrameBuffer frame) {
     r.setDone(page->done);
     if (!page->done) r.setNextFrom(protocol::data(page->next_from.view()));
   } else {
-    // A quarter of a frame: the answer's framing never pushes it past the limit.
-    const std::size_t max_bytes = ctx_.options.max_frame_bytes / 4;
     std::optional<Key> next;
     auto batch = co_await on_pool(ctx_.storage_pool, [&] {
       return ctx_.store.events(stream, partition, wanted, max_bytes, &next);

@@ -31,6 +31,9 @@ namespace {
 constexpr std::uint32_t kDefaultScanEvents = 1000;
 constexpr std::uint32_t kMaxScanEvents = 100000;
 constexpr std::uint32_t kDefaultScanBytes = 1u << 20;
+// Framing and per-event fields of a scan answer beyond its payload bytes, reserved with
+// them (the page may also run one event past max_bytes: its last one).
+constexpr std::size_t kScanAnswerOverhead = 64u << 10;
 
 CommitLevel from_wire(wire::CommitLevel l) {
   const auto v = static_cast<std::uint8_t>(l);
@@ -262,10 +265,11 @@ asio::awaitable<void> Session::handle_scan(protocol::FrameBuffer frame) {
     query.max_events = scan.getMaxEvents() == 0
                            ? kDefaultScanEvents
                            : std::min<std::uint32_t>(scan.getMaxEvents(), kMaxScanEvents);
-    // Half a frame at most, so a page plus its last event always fits in one answer.
-    query.max_bytes = std::min<std::uint32_t>(
-        scan.getMaxBytes() == 0 ? kDefaultScanBytes : scan.getMaxBytes(),
-        ctx_.options.max_frame_bytes / 2);
+    // Half a frame at most, so a page plus its last event always fits in one answer; and a
+    // quarter of the connection's buffer, so pages of one connection pipeline.
+    query.max_bytes = std::min<std::uint64_t>(
+        {scan.getMaxBytes() == 0 ? kDefaultScanBytes : scan.getMaxBytes(),
+         ctx_.options.max_frame_bytes / 2, ctx_.options.max_connection_buffer_bytes / 4});
   } catch (const kj::Exception& e) {
     ctx_.log.warn("session {}: closing: malformed scan: {}", remote_, e.getDescription().cStr());
     close_after_flush_ = true;
@@ -286,6 +290,11 @@ asio::awaitable<void> Session::handle_scan(protocol::FrameBuffer frame) {
     }
   }
 
+  // Room for the answer first: a client that does not read its answers holds up its own
+  // scans here, before any page is read, instead of piling pages up in memory.
+  const std::size_t answer_bytes = query.max_bytes + kScanAnswerOverhead;
+  co_await reserve_output(answer_bytes);
+  OutputReservation reservation{*this, answer_bytes};
   auto page = co_await on_pool(ctx_.storage_pool,
                                   [&store = ctx_.store, &query] { return store.scan(query); });
   if (!page) co_return fail(page.error());

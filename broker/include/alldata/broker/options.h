@@ -70,16 +70,30 @@ struct BrokerOptions {
   std::uint32_t max_event_bytes = 1u << 20;
   // Requests a connection may have in progress; more wait (TCP back-pressure).
   std::uint32_t max_in_flight = 128;
+  // Bytes one connection may hold: requests read and not yet answered, answers not yet
+  // taken by the client, and room reserved for scan pages being read. Past it the broker
+  // reads no more requests and starts no more scan pages on that connection, so a client
+  // that never reads its answers costs at most this (plus one frame and one page).
+  std::uint64_t max_connection_buffer_bytes = 32u << 20;
   // A connection with nothing to do for this long is closed.
   std::chrono::milliseconds idle_timeout = std::chrono::minutes(10);
+  // A connection that has not completed hello this long after it was accepted is closed.
+  std::chrono::milliseconds hello_timeout = std::chrono::seconds(5);
   // A client that does not take a response for this long is disconnected.
   std::chrono::milliseconds write_timeout = std::chrono::seconds(30);
   // Default produce timeout when a request gives none.
   std::chrono::milliseconds produce_timeout = std::chrono::seconds(30);
   // Client keys more than this from the broker's clock are refused.
   std::chrono::milliseconds max_key_skew = std::chrono::seconds(60);
-  // Connections accepted at once; more are closed at accept.
+  // Sessions (connections past hello) at once, on the client and peer listeners together.
+  // A hello past it takes the place of the session idle the longest (idle for
+  // evict_idle_after at least, client sessions before peer ones) or is refused with
+  // `overloaded`.
   std::uint32_t max_connections = 10000;
+  std::chrono::milliseconds evict_idle_after = std::chrono::seconds(10);
+  // Connections not past hello yet, at once; one more closes the oldest of them. Each also
+  // lives at most hello_timeout, so idle or silent sockets never lock sessions out.
+  std::uint32_t max_pending_connections = 1000;
   // Threads running connections (each its own io_context) and threads for storage reads.
   std::uint32_t io_threads = 2;
   std::uint32_t storage_threads = 2;
