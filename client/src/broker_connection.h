@@ -49,10 +49,24 @@ class BrokerConnection {
   bool connected() const noexcept { return connected_; }
   // Closes the connection; the next connect() tries the next broker.
   void drop();
+
+  // The same as connect(), without blocking, for a caller that polls many connections
+  // (the Scanner): begin_connect() starts a session with the next bootstrap broker; then,
+  // while connecting(), poll native_handle() for poll_events() and call advance() when it
+  // is ready or connect_deadline() has passed. Resolving a host name (not an IP address)
+  // blocks. Each returns the failure (the attempt is then over: kConnectionFailed,
+  // kTimeout, the broker's refusal, kProtocolError) or success: connected() or still
+  // connecting().
+  Status begin_connect();
+  Status advance();
+  bool connecting() const noexcept { return step_ != Step::kIdle; }
+  short poll_events() const noexcept;
+  std::chrono::steady_clock::time_point connect_deadline() const noexcept { return deadline_; }
   // While connected: forget the other bootstrap addresses, so that a reconnect goes back to
   // this broker only (a Scanner reading one broker's copy must not land on another).
   void keep_only_current();
-  // The socket's descriptor (for poll() over several connections); -1 when not connected.
+  // The socket's descriptor (for poll() over several connections); -1 when neither
+  // connected nor connecting.
   int native_handle() noexcept;
 
   const BrokerInfo& info() const noexcept { return info_; }
@@ -68,6 +82,13 @@ class BrokerConnection {
   template <class T>
   T run(asio::awaitable<T> op);
 
+  enum class Step { kIdle, kTcp, kHello };
+  // Ends a non-blocking attempt with `error` (the socket is closed).
+  Status fail_attempt(Error error);
+  // After the TCP connect: hello is sent; then its answer is read as it arrives.
+  Status send_hello();
+  Status read_hello();
+
   ClientConfig config_;
   std::vector<HostPort> brokers_;
   std::size_t next_broker_ = 0;
@@ -77,6 +98,11 @@ class BrokerConnection {
   bool connected_ = false;
   BrokerInfo info_;
   std::uint64_t last_id_ = 0;
+  Step step_ = Step::kIdle;
+  std::chrono::steady_clock::time_point deadline_{};
+  std::string attempt_address_;
+  std::uint64_t hello_id_ = 0;
+  std::string hello_in_;  // the hello answer's bytes so far
 };
 
 // True for failures after which the connection cannot be trusted (drop and reconnect).

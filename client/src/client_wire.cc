@@ -130,32 +130,23 @@ asio::awaitable<Status> write_within(tcp::socket& socket, std::string_view bytes
                                            " did not take a request within " + ms_text(timeout));
 }
 
-asio::awaitable<Result<BrokerInfo>> open_session(tcp::socket& socket, const HostPort& address,
-                                                 std::string_view client_id,
-                                                 std::uint64_t correlation_id,
-                                                 std::chrono::milliseconds connect_timeout,
-                                                 std::chrono::milliseconds request_timeout) {
-  const std::string text = to_string(address);
-  if (auto ok = co_await connect_socket(socket, address, connect_timeout); !ok) {
-    co_return ok.error();
-  }
+std::string hello_frame(std::string_view client_id, std::uint64_t correlation_id) {
   std::string frame;
-  {
-    capnp::MallocMessageBuilder message(64);
-    auto request = message.initRoot<wire::Request>();
-    request.setCorrelationId(correlation_id);
-    auto hello = request.initHello();
-    hello.setProtocolVersion(wire::PROTOCOL_VERSION);
-    hello.setClientId(protocol::text(client_id));
-    hello.setRole(wire::Role::CLIENT);
-    protocol::append_frame(message, frame);
-  }
-  if (auto ok = co_await write_within(socket, frame, text, request_timeout); !ok) {
-    co_return ok.error();
-  }
-  auto answer = co_await read_frame_within(socket, text, request_timeout);
-  if (!answer) co_return answer.error();
-  co_return with_response(*answer, text, [&](wire::Response::Reader r) -> Result<BrokerInfo> {
+  capnp::MallocMessageBuilder message(64);
+  auto request = message.initRoot<wire::Request>();
+  request.setCorrelationId(correlation_id);
+  auto hello = request.initHello();
+  hello.setProtocolVersion(wire::PROTOCOL_VERSION);
+  hello.setClientId(protocol::text(client_id));
+  hello.setRole(wire::Role::CLIENT);
+  protocol::append_frame(message, frame);
+  return frame;
+}
+
+Result<BrokerInfo> decode_hello_answer(const protocol::FrameBuffer& answer,
+                                       std::uint64_t correlation_id, std::string_view address) {
+  const std::string text(address);
+  return with_response(answer, text, [&](wire::Response::Reader r) -> Result<BrokerInfo> {
     if (r.getError() != wire::ErrorCode::OK) {
       return broker_error(r.getError(), protocol::view(r.getMessage()), text);
     }
@@ -175,6 +166,27 @@ asio::awaitable<Result<BrokerInfo>> open_session(tcp::socket& socket, const Host
     if (info.partitions == 0) return protocol_error("hello answer says 0 partitions", text);
     return info;
   });
+}
+
+asio::awaitable<Result<BrokerInfo>> open_session(tcp::socket& socket, const HostPort& address,
+                                                 std::string_view client_id,
+                                                 std::uint64_t correlation_id,
+                                                 std::chrono::milliseconds connect_timeout) {
+  const std::string text = to_string(address);
+  const auto started = std::chrono::steady_clock::now();
+  if (auto ok = co_await connect_socket(socket, address, connect_timeout); !ok) {
+    co_return ok.error();
+  }
+  // The hello exchange shares the connect deadline: a broker that accepts connections but
+  // does not answer (frozen, overloaded) is given up on as soon as one that refuses them.
+  const auto left = std::max(std::chrono::milliseconds(1),
+                             connect_timeout - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                   std::chrono::steady_clock::now() - started));
+  const std::string frame = hello_frame(client_id, correlation_id);
+  if (auto ok = co_await write_within(socket, frame, text, left); !ok) co_return ok.error();
+  auto answer = co_await read_frame_within(socket, text, left);
+  if (!answer) co_return answer.error();
+  co_return decode_hello_answer(*answer, correlation_id, text);
 }
 
 void frame_buffers(capnp::MessageBuilder& message, std::string& header,

@@ -66,14 +66,20 @@ asio::awaitable<Result<protocol::FrameBuffer>> read_frame_within(tcp::socket& so
 asio::awaitable<Status> write_within(tcp::socket& socket, std::string_view bytes,
                                      std::string_view address, std::chrono::milliseconds timeout);
 
-// Connects to `address`, sends hello and checks the answer, all within the deadlines.
+// Connects to `address`, sends hello and checks the answer, all within `connect_timeout`.
 // Errors: kConnectionFailed, kTimeout, the broker's error (e.g. kUnsupportedVersion),
 // kProtocolError.
 asio::awaitable<Result<BrokerInfo>> open_session(tcp::socket& socket, const HostPort& address,
                                                  std::string_view client_id,
                                                  std::uint64_t correlation_id,
-                                                 std::chrono::milliseconds connect_timeout,
-                                                 std::chrono::milliseconds request_timeout);
+                                                 std::chrono::milliseconds connect_timeout);
+
+// The framed hello request of a client.
+std::string hello_frame(std::string_view client_id, std::uint64_t correlation_id);
+// The BrokerInfo of a hello answer from `address`, or the broker's refusal, or
+// kProtocolError.
+Result<BrokerInfo> decode_hello_answer(const protocol::FrameBuffer& answer,
+                                       std::uint64_t correlation_id, std::string_view address);
 
 // A framed request: the 4-byte length, the segment table and the segments of `message`,
 // as buffers that borrow `message` and `header` (which must outlive the write).

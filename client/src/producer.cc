@@ -373,8 +373,7 @@ asio::awaitable<void> Producer::Impl::run() {
       tcp::socket socket(ioc_);
       connecting_ = &socket;
       auto hello = co_await detail::open_session(socket, broker, config_.client_id,
-                                                 ++next_correlation_id_, config_.connect_timeout,
-                                                 config_.request_timeout);
+                                                 ++next_correlation_id_, config_.connect_timeout);
       connecting_ = nullptr;
       if (stopping_) break;
       if (!hello) {

@@ -43,7 +43,7 @@ struct ProducerConfig {
   // count) first. If no broker answered within this long (or the delivery timeout, if
   // shorter) of create(), sends fail with kConnectionFailed, at once, until one answers.
   std::chrono::milliseconds startup_timeout{60'000};
-  // Deadline for one broker connect (including name resolution).
+  // Deadline for opening a session with one broker: name resolution, TCP connect, hello.
   std::chrono::milliseconds connect_timeout{10'000};
   // Deadline for one Produce request's answer; also sent to the broker as its timeout.
   // Past it the connection is dropped and the batch is resent, on the next broker.

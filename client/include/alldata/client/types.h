@@ -63,7 +63,9 @@ struct ClientConfig {
   std::vector<std::string> bootstrap;
   // Free text the broker puts in its logs.
   std::string client_id = "alldata-client";
-  // Deadline for the TCP connect (including name resolution) to one broker.
+  // Deadline for opening a session with one broker: name resolution, the TCP connect and
+  // the hello exchange together (a broker that accepts but does not answer is given up
+  // on as soon as one that refuses).
   std::chrono::milliseconds connect_timeout{10'000};
   // Deadline for one request's answer; past it the connection is dropped and, if the
   // retry budget allows, the request is sent again on the next broker.
