@@ -4,6 +4,8 @@
 #include "process_support.h"
 #include "test_support.h"
 
+#include <sys/stat.h>
+
 #include <set>
 #include <sstream>
 
@@ -157,6 +159,93 @@ TEST_F(CliTest, AcknowledgedEventsSurviveARestartInTheMiddleOfProducing) {
   ASSERT_EQ(s.status, 0) << s.err;
   // Keys are made in input order, so the stored events are the input, once each, in order.
   EXPECT_TRUE(s.out == seq_text(1, kLines)) << "stored events differ from the input";
+}
+
+// Ctrl-C in the middle of `alldata produce` reading a pipe that stays open: it stops
+// reading, gives what is in flight a moment, writes whole lines to the acks file, prints
+// its summary and exits 130; the acks file, the summary and the store agree.
+TEST_F(CliTest, CtrlCInProduceLeavesWholeAcksThatMatchTheStore) {
+  const auto fifo = dir_.path() / "in.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto acks = (dir_.path() / "acks.txt").string();
+  const auto err = (dir_.path() / "produce.err").string();
+  // Opened before the spawn (which waits for the child to start): the child's open of
+  // the FIFO for reading then finds a writer.
+  const int in = ::open(fifo.c_str(), O_RDWR);
+  ASSERT_GE(in, 0);
+  const pid_t producer = spawn({env_or("ALLDATA_TOOL_BIN", "alldata"), "produce", "-b", broker_->address(),
+                                "-s", "ctrlc", "--acks", acks},
+                               fifo.string(), "", err);
+  ASSERT_GT(producer, 0);
+  constexpr int kLines = 30000;
+  const std::string text = seq_text(1, kLines);
+  ASSERT_EQ(::write(in, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  // The pipe stays open: produce waits for more input until it is interrupted.
+  ASSERT_TRUE(eventually([&] { return keys_held(port_of(broker_->address()), "ctrlc", 16).size() == kLines; },
+                         std::chrono::seconds(60)));
+  ASSERT_EQ(::kill(producer, SIGINT), 0);
+  auto status = wait_exit(producer, std::chrono::seconds(20));
+  ::close(in);
+  ASSERT_TRUE(status) << "produce did not end after Ctrl-C";
+  EXPECT_EQ(*status, 130) << read_file(err);
+  const std::string summary = read_file(err);
+  EXPECT_NE(summary.find("30000 events acknowledged, 0 not acknowledged"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("interrupted after 30000 input lines"), std::string::npos) << summary;
+  const std::string ack_text = read_file(acks);
+  ASSERT_FALSE(ack_text.empty());
+  EXPECT_EQ(ack_text.back(), '\n') << "the acks file ends inside a line";
+  std::set<Key> acked;
+  for (const auto& l : lines_of(ack_text)) {
+    auto key = Key::parse(l.substr(l.find(' ') + 1));
+    ASSERT_TRUE(key) << l;
+    acked.insert(*key);
+  }
+  EXPECT_EQ(acked, keys_held(port_of(broker_->address()), "ctrlc", 16));
+}
+
+// Ctrl-C in the middle of `alldata scan --print-cursor` (its output a pipe read slowly):
+// the events printed are whole, the cursor is printed, and a scan from the cursor returns
+// exactly the rest.
+TEST_F(CliTest, CtrlCInScanStillPrintsTheCursorToResumeFrom) {
+  constexpr int kLines = 200000;
+  ASSERT_EQ(run_tool({"produce", "-b", broker_->address(), "-s", "resume"}, dir_.path(),
+                     write_lines("in.txt", 1, kLines))
+                .status,
+            0);
+  const auto fifo = dir_.path() / "out.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto err = (dir_.path() / "scan.err").string();
+  // A reader before the spawn, so that the child's open for writing does not wait.
+  const int out = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  ASSERT_GE(out, 0);
+  const pid_t scan = spawn({env_or("ALLDATA_TOOL_BIN", "alldata"), "scan", "-b", broker_->address(),
+                            "-s", "resume", "--format", "raw", "--print-cursor"},
+                           "", fifo.string(), err);
+  ASSERT_GT(scan, 0);
+  ASSERT_EQ(::fcntl(out, F_SETFL, 0), 0);
+  std::string printed;
+  char buffer[4096];
+  while (printed.size() < 100000) {
+    const ssize_t n = ::read(out, buffer, sizeof buffer);
+    ASSERT_GT(n, 0) << "the scan ended before it was interrupted";
+    printed.append(buffer, static_cast<std::size_t>(n));
+  }
+  ASSERT_EQ(::kill(scan, SIGINT), 0);
+  for (ssize_t n; (n = ::read(out, buffer, sizeof buffer)) > 0;) printed.append(buffer, static_cast<std::size_t>(n));
+  ::close(out);
+  auto status = wait_exit(scan, std::chrono::seconds(20));
+  ASSERT_TRUE(status);
+  EXPECT_EQ(*status, 130) << read_file(err);
+  ASSERT_LT(printed.size(), seq_text(1, kLines).size()) << "nothing was left to interrupt";
+  const std::string cursor_line = read_file(err);
+  const auto at = cursor_line.find("cursor: ");
+  ASSERT_NE(at, std::string::npos) << cursor_line;
+  const std::string cursor = cursor_line.substr(at + 8, cursor_line.find('\n', at) - at - 8);
+  auto rest = run_tool({"scan", "-b", broker_->address(), "-s", "resume", "--format", "raw", "--from", cursor},
+                       dir_.path());
+  ASSERT_EQ(rest.status, 0) << rest.err;
+  EXPECT_TRUE(printed + rest.out == seq_text(1, kLines))
+      << "printed " << printed.size() << " bytes, then " << rest.out.size() << " from the cursor";
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // `alldata scan`: a key range of a stream to stdout, in key order: raw payload lines or
 // JSON lines with key, time, stream, partition, payload (and headers).
+#include "interrupt.h"
 #include "tool.h"
 
 #include "alldata/client/admin.h"
@@ -151,6 +152,9 @@ int run_scan(const ScanCliOptions& o) {
   config.bootstrap = *bootstrap;
   config.client_id = o.connect.client_id;
   config.logger = stderr_logger(o.connect.verbose);
+  // Ctrl-C ends the scan after the page in hand: what was printed is whole, and the cursor
+  // (with --print-cursor) resumes right after it.
+  InterruptWatch interrupt;
   auto scanner = client::Scanner::open(config, options);
   if (!scanner) {
     complain("scan", scanner.error());
@@ -163,6 +167,10 @@ int run_scan(const ScanCliOptions& o) {
   std::uint64_t printed = 0;
   int code = 0;
   for (;;) {
+    if (interrupt.interrupted()) {
+      code = InterruptWatch::kExitStatus;
+      break;
+    }
     std::size_t want = 1000;
     if (o.limit != 0) want = static_cast<std::size_t>(std::min<std::uint64_t>(want, o.limit - printed));
     if (want == 0) break;
