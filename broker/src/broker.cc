@@ -5,6 +5,8 @@
 #include "server_context.h"
 #include "session.h"
 
+#include <sys/statvfs.h>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -177,6 +179,15 @@ Status BrokerImpl::check_replace() {
   return {};
 }
 
+// The free space below which writes are refused (options.h, min_free_disk_bytes).
+std::uint64_t min_free_disk_bytes(const BrokerOptions& o) {
+  if (o.min_free_disk_bytes != BrokerOptions::kAutoMinFreeDisk) return o.min_free_disk_bytes;
+  struct statvfs fs {};
+  if (::statvfs(o.data_dir.c_str(), &fs) != 0) return 0;
+  const std::uint64_t total = static_cast<std::uint64_t>(fs.f_blocks) * fs.f_frsize;
+  return std::min<std::uint64_t>(total / 20, 1ull << 30);
+}
+
 Status BrokerImpl::init() {
   if (options_.partitions == 0 || options_.partitions > 65536) {
     return Error(ErrorCode::kBadRequest, "partitions must be between 1 and 65536");
@@ -198,6 +209,7 @@ Status BrokerImpl::init() {
   so.seal_after = std::max(options_.partition_interval, 2 * options_.max_key_skew);
   so.max_queued_bytes = options_.max_write_queue_bytes;
   so.max_hint_bytes_per_target = options_.max_hint_bytes_per_node;
+  so.min_free_disk_bytes = min_free_disk_bytes(options_);
   so.logger = logger_;
   auto store = storage::EventStore::open(so);
   if (!store) return store.error();

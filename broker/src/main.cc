@@ -141,12 +141,28 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-key-skew", skew, "Refuse client keys this far from the broker's clock")
       ->capture_default_str();
+  std::string min_free = "auto";
+  app.add_option("--min-free-disk-bytes", min_free,
+                 "Refuse writes while the data folder's file system has less free space than "
+                 "this (reads go on; writes resume once there is room); auto: 5% of it, at "
+                 "most 1 GiB; 0: no check")
+      ->capture_default_str();
   app.add_option("--io-threads", o.io_threads, "Threads serving connections")->capture_default_str();
   app.add_option("--storage-threads", o.storage_threads, "Threads for storage reads")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   o.sync = sync == "on";
+  if (min_free != "auto") {
+    try {
+      std::size_t used = 0;
+      o.min_free_disk_bytes = std::stoull(min_free, &used);
+      if (used != min_free.size()) throw std::invalid_argument(min_free);
+    } catch (const std::exception&) {
+      std::cerr << "alldata-broker: --min-free-disk-bytes: '" << min_free << "' is not a number of bytes or auto\n";
+      return 2;
+    }
+  }
   for (std::size_t start = 0; start < seeds.size();) {
     auto comma = seeds.find(',', start);
     if (comma == std::string::npos) comma = seeds.size();

@@ -5,11 +5,13 @@
 
 #include "layout.h"
 #include "records.h"
+#include "rocks_logger.h"
 
 #include <rocksdb/cache.h>
 #include <rocksdb/convenience.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice_transform.h>
+#include <rocksdb/sst_file_manager.h>
 #include <rocksdb/table.h>
 
 #include <algorithm>
@@ -28,9 +30,16 @@ bool has_compression(rocksdb::CompressionType type) {
   return std::find(supported.begin(), supported.end(), type) != supported.end();
 }
 
-rocksdb::DBOptions make_db_options() {
+rocksdb::DBOptions make_db_options(const std::shared_ptr<spdlog::logger>& logger) {
   rocksdb::DBOptions o;
   o.create_if_missing = true;
+  // No LOG file: RocksDB logs through the store's logger (rocks_logger.h says why).
+  o.info_log = make_rocksdb_logger(logger);
+  // Tracks SST space, and so lets RocksDB recover by itself from ENOSPC once there is room.
+  o.sst_file_manager.reset(rocksdb::NewSstFileManager(rocksdb::Env::Default(), o.info_log));
+  // Open replays the WAL into memtables without writing SST files, so a store on a full
+  // disk still opens (and serves reads); the memtables are flushed later, when there is room.
+  o.avoid_flush_during_recovery = true;
   o.create_missing_column_families = true;
   // Two cores: one flush and one compaction at a time.
   o.max_background_jobs = 2;
@@ -41,8 +50,6 @@ rocksdb::DBOptions make_db_options() {
   // Smooth writeback instead of bursts at file close.
   o.bytes_per_sync = 1u << 20;
   o.wal_bytes_per_sync = 1u << 20;
-  o.keep_log_file_num = 4;
-  o.max_log_file_size = 16u << 20;
   return o;
 }
 
@@ -126,7 +133,7 @@ Result<std::unique_ptr<RocksEventStore>> RocksEventStore::open(Options options) 
                  "cannot create data folder " + o.path + ": " + ec.message());
   }
 
-  const rocksdb::DBOptions db_options = make_db_options();
+  const rocksdb::DBOptions db_options = make_db_options(o.logger);
   std::vector<std::string> names;
   if (!rocksdb::DB::ListColumnFamilies(db_options, o.path, &names).ok()) {
     names = {rocksdb::kDefaultColumnFamilyName};  // a new folder; Open reports real faults

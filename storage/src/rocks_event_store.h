@@ -120,6 +120,11 @@ class RocksEventStore final : public EventStore {
   void write_group(std::vector<Pending>& group);
   // Writes the group's WriteBatch (unless it failed) and applies or drops its bookkeeping.
   void commit_group(Group& g);
+  // The error every write gets while the data folder's file system has less than
+  // Options::min_free_disk_bytes free beyond the size of the memtables (what their flush
+  // will write), checked at most every 250 ms; else nullopt. Also
+  // resumes RocksDB after a failed write once there is room again. Writer thread only.
+  std::optional<Error> disk_guard();
   // Adds the new events of batch i to write_batch_: skips identical retries, refuses a key
   // stored with other content (repair writes skip it), refuses sealed intervals to
   // non-repair writes. Sets g.errors[i] (the batch is rolled back) or g.failure.
@@ -168,6 +173,14 @@ class RocksEventStore final : public EventStore {
   std::vector<rocksdb::ColumnFamilyHandle*> other_cfs_;  // not intervals, not hints
   rocksdb::WriteBatch write_batch_;                      // writer thread only
   KeyFrontier frontier_;                                 // writer thread only
+  // disk_guard()'s state; writer thread only.
+  struct DiskState {
+    std::chrono::steady_clock::time_point checked{};
+    std::uint64_t free_bytes = UINT64_MAX;  // beyond the memtables' size
+    bool full = false;            // below the minimum at the last check
+    bool write_failed = false;    // a write failed since: RocksDB may need Resume()
+    std::chrono::steady_clock::time_point next_resume{};
+  } disk_;
 
   mutable std::mutex seal_mu_;
   mutable std::mutex gate_mu_;

@@ -6,6 +6,8 @@
 #include "layout.h"
 #include "records.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <limits>
 #include <tuple>
@@ -190,7 +192,9 @@ void RocksEventStore::write_group(std::vector<Pending>& batches) {
   // A repair write may update the digest of a sealed interval: never while it is computed.
   std::unique_lock seal_lock(seal_mu_, std::defer_lock);
   if (any_repair) seal_lock.lock();
-  if (Status created = create_intervals(batches); !created) {
+  if (auto full = disk_guard()) {
+    g.failure = std::move(*full);
+  } else if (Status created = create_intervals(batches); !created) {
     options_.logger->error("event store: {}", created.error().message);
     g.failure = created.error();
   }
@@ -240,6 +244,53 @@ void RocksEventStore::write_group(std::vector<Pending>& batches) {
   }
 }
 
+std::optional<Error> RocksEventStore::disk_guard() {
+  using std::chrono::steady_clock;
+  const auto now = steady_clock::now();
+  if (options_.min_free_disk_bytes > 0 && now - disk_.checked >= std::chrono::milliseconds(250)) {
+    disk_.checked = now;
+    struct statvfs fs {};
+    std::uint64_t in_memory = 0;  // flushing the memtables writes about this much
+    db_->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &in_memory);
+    if (::statvfs(options_.path.c_str(), &fs) == 0) {
+      const std::uint64_t free = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+      disk_.free_bytes = free > in_memory ? free - in_memory : 0;
+      const bool full = disk_.free_bytes < options_.min_free_disk_bytes;
+      if (full != disk_.full) {
+        if (full) {
+          options_.logger->error("event store: disk full: {} MiB free in {} ({} MiB of it kept to flush what is "
+                                 "in memory), below the minimum of {} MiB: writes are refused until space is "
+                                 "freed (reads go on)",
+                                 free >> 20, options_.path, in_memory >> 20, options_.min_free_disk_bytes >> 20);
+        } else {
+          options_.logger->warn("event store: {} MiB free again in {}: writes resume", free >> 20, options_.path);
+        }
+      }
+      disk_.full = full;
+    }
+  }
+  if (disk_.full) {
+    return Error(ErrorCode::kStorageError,
+                 "disk full: " + std::to_string(disk_.free_bytes >> 20) + " MiB free in " + options_.path +
+                     " beyond what flushing memory needs" +
+                     ", below the minimum of " + std::to_string(options_.min_free_disk_bytes >> 20) +
+                     " MiB (min-free-disk-bytes): writes are refused until space is freed");
+  }
+  // A failed write (RocksDB's own ENOSPC, say) can leave RocksDB refusing writes until it
+  // recovers; it recovers from ENOSPC by itself (its SstFileManager watches the space), and
+  // Resume() is asked at most once a second as well.
+  if (disk_.write_failed && now >= disk_.next_resume) {
+    disk_.next_resume = now + std::chrono::seconds(1);
+    const rocksdb::Status r = db_->Resume();
+    if (r.ok()) {
+      disk_.write_failed = false;
+    } else {
+      options_.logger->debug("event store: RocksDB does not resume yet: {}", r.ToString());
+    }
+  }
+  return std::nullopt;
+}
+
 void RocksEventStore::commit_group(Group& g) {
   for (const auto& [k, d] : g.digests) {
     const auto& [start, stream_id, partition] = k;
@@ -252,7 +303,10 @@ void RocksEventStore::commit_group(Group& g) {
     wo.sync = options_.sync;
     const rocksdb::Status s = db_->Write(wo, &write_batch_);
     group_commits_.fetch_add(1, std::memory_order_relaxed);
-    if (!s.ok()) g.failure = to_status(s, "write failed").error();
+    if (!s.ok()) {
+      g.failure = to_status(s, "write failed").error();
+      disk_.write_failed = true;
+    }
   }
   if (g.failure) {
     // Nothing of the group is stored. The frontier may now be above what is stored, which

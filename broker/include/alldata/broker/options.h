@@ -99,6 +99,12 @@ struct BrokerOptions {
   std::uint32_t storage_threads = 2;
   // Bytes of produce data queued for the storage writer; past it produce answers Overloaded.
   std::uint64_t max_write_queue_bytes = 256u << 20;
+  // While the data folder's file system has less free space than this, writes (produce,
+  // replicas, hints, repair) are refused with a "disk full" storage error and reads go on;
+  // writes resume by themselves once there is room. kAutoMinFreeDisk: 5% of the file
+  // system, at most 1 GiB. 0: no check.
+  static constexpr std::uint64_t kAutoMinFreeDisk = UINT64_MAX;
+  std::uint64_t min_free_disk_bytes = kAutoMinFreeDisk;
   // If set, written (atomically) once the broker listens: "client=HOST:PORT\n", then
   // "peer=HOST:PORT\n" when there is a peer listener, "gossip=HOST:PORT\n" in a cluster.
   std::string ready_file;

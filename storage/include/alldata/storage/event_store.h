@@ -50,6 +50,13 @@ struct Options {
   std::uint64_t max_hint_bytes_per_target = 0;
   // RocksDB block cache shared by all intervals.
   std::size_t block_cache_bytes = 128u << 20;
+  // While the file system of `path` has less free space than this beyond the size of the
+  // memtables (what flushing them will write), every write fails with kStorageError
+  // ("disk full ...") before RocksDB is asked, so flushes, a reopen after a restart and the
+  // store's own metadata always find room; writes resume by themselves once there is
+  // room again. Reads are unaffected. 0: no check (RocksDB's own ENOSPC errors still
+  // fail writes without harm, and RocksDB recovers from them once space is free).
+  std::uint64_t min_free_disk_bytes = 0;
   // Receives the store's log lines; must not be null.
   std::shared_ptr<spdlog::logger> logger;
 };
