@@ -52,10 +52,10 @@ class HintedHandoff {
   boost::asio::thread_pool& storage_pool_;
   PeerClient& peers_;
   const ViewSource& views_;
+  Clock& clock_;
   std::chrono::milliseconds interval_;
   std::chrono::milliseconds timeout_;
   std::shared_ptr<spdlog::logger> log_;
-  Clock& clock_;
   HintSchedule schedule_;  // executor only
   std::atomic<bool> stopping_{false};
 };
