@@ -4,7 +4,11 @@
 #
 #   ./bootstrap.sh dev [alldata dev options]  build, then run a local broker setup on loopback
 #                                             (data under ./alldata-dev; Ctrl-C stops it)
-#   ./bootstrap.sh test [meson test options]  build, then run the whole test suite
+#   ./bootstrap.sh test [meson test options]  build, then run the whole test suite; without
+#                                             options also a second build with ASan and
+#                                             UBSan (build-sanitize/, warnings are errors)
+#                                             that runs the unit, integration and fuzz
+#                                             corpus suites (ALLDATA_SANITIZE=0 skips it)
 #   ./bootstrap.sh build                      install packages and build only
 #
 # The programs are linked into /usr/local/bin (when writable) so `alldata` and
@@ -44,9 +48,10 @@ build() {
   fi
 }
 
-# Prints "N passed, N failed" from meson's log so any CI reads the outcome the same way.
+# Prints "N passed, N failed" from meson's log (of build folder $1) so any CI reads the
+# outcome the same way.
 summarize() {
-  python3 - "$build_dir/meson-logs/testlog.json" <<'PY' || true
+  python3 - "$1/meson-logs/testlog.json" <<'PY' || true
 import json, sys
 passed = failed = skipped = 0
 for line in open(sys.argv[1]):
@@ -58,6 +63,37 @@ print(f"{passed} passed, {failed} failed, {skipped} skipped")
 PY
 }
 
+# The sanitizer pass: clang-14 with ASan and UBSan at -O0 (of everything tried, the one
+# that compiles fast enough for CI; its tests mostly wait on I/O), every warning an error,
+# only the executables of the suites it runs; a sanitizer report fails the test that
+# caused it. UBSan's `function` check is off: clang 14 cannot compile C++20 coroutines
+# with it.
+sanitize_dir=${ALLDATA_SANITIZE_DIR:-build-sanitize}
+sanitize_suites=(unit integration fuzz)
+sanitize() {
+  local packages=(clang-14 libclang-rt-14-dev)  # install_missing sees this list
+  install_missing
+  if [ ! -f "$sanitize_dir/build.ninja" ]; then
+    CC=clang-14 CXX=clang++-14 meson setup "$sanitize_dir" --buildtype=plain \
+      -Dcpp_args="-O0 -fno-omit-frame-pointer -fno-sanitize=function" \
+      -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=true >/dev/null
+  fi
+  local targets
+  targets=$(meson introspect --tests "$sanitize_dir" | python3 -c '
+import json, os, sys
+wanted = {"alldata:" + s for s in sys.argv[2:]}
+exes = {os.path.relpath(t["cmd"][0], sys.argv[1]) for t in json.load(sys.stdin) if wanted & set(t["suite"])}
+print(" ".join(sorted(exes)))' "$(cd "$sanitize_dir" && pwd)" "${sanitize_suites[@]}")
+  # Some integration tests run the `alldata` tool (and it the broker) as well.
+  # shellcheck disable=SC2086
+  ninja -C "$sanitize_dir" $targets client/alldata broker/alldata-broker
+  local suites=()
+  for s in "${sanitize_suites[@]}"; do suites+=(--suite "$s"); done
+  ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+  UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
+    meson test -C "$sanitize_dir" --no-rebuild --print-errorlogs --timeout-multiplier 3 "${suites[@]}"
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -66,7 +102,13 @@ case "$cmd" in
     build
     status=0
     meson test -C "$build_dir" --print-errorlogs "$@" || status=$?
-    summarize
+    summarize "$build_dir"
+    if [ $# -eq 0 ] && [ "${ALLDATA_SANITIZE:-1}" != 0 ]; then
+      echo "bootstrap: the unit, integration and fuzz corpus suites again under ASan and UBSan" >&2
+      sanitize || status=$?
+      echo -n "sanitizer build: "
+      summarize "$sanitize_dir"
+    fi
     exit $status
     ;;
   dev)

@@ -94,9 +94,13 @@ class RepairNetTest : public ::testing::Test {
     PeerReplica b(*client_, "node-1", brokers_[1]->peer_address(), std::chrono::seconds(30));
     const std::uint64_t now = now_ms();
     const auto started = std::chrono::steady_clock::now();
+    // Named: the coroutine starts later and holds references to its arguments.
+    const std::string stream = "s";
+    const broker::repair::RepairLimits limits;
+    const broker::repair::Throttle no_throttle;
     auto f = asio::co_spawn(io_,
-                            broker::repair::repair_partition(a, b, "s", 0, 0, now + 3'600'000,
-                                                             3'600'000, {}, {}),
+                            broker::repair::repair_partition(a, b, stream, 0, 0, now + 3'600'000,
+                                                             3'600'000, limits, no_throttle),
                             asio::use_future);
     io_.restart();
     while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {

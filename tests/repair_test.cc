@@ -71,9 +71,13 @@ class RepairTest : public ::testing::Test {
   }
 
   RepairStats repair(const RepairLimits& limits = {}, std::uint32_t partition = 0) {
+    // Named: the coroutine starts later and holds references to its arguments.
+    const std::string stream = "s";
+    const broker::repair::Throttle no_throttle;
     auto f = asio::co_spawn(io_,
-                            broker::repair::repair_partition(*a_, *b_, "s", partition, 0,
-                                                             kT0 + 100 * kHour, kHour, limits, {}),
+                            broker::repair::repair_partition(*a_, *b_, stream, partition, 0,
+                                                             kT0 + 100 * kHour, kHour, limits,
+                                                             no_throttle),
                             asio::use_future);
     io_.restart();
     io_.run_for(std::chrono::seconds(120));

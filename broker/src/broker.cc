@@ -243,9 +243,9 @@ Status BrokerImpl::init() {
   connection_table_ = std::make_unique<ConnectionTable>(ConnectionTable::Limits{
       options_.max_pending_connections, options_.max_connections,
       static_cast<std::uint64_t>(options_.evict_idle_after.count())});
-  ctx_ = std::make_unique<ServerContext>(options_, *logger_, *store_, coordinator_.get(), *keygen_,
-                                         *lease_, *storage_pool_, node_id_, version_,
-                                         *connection_table_);
+  // Braces, not make_unique: an aggregate (clang 14 has no parenthesized aggregate init).
+  ctx_.reset(new ServerContext{options_, *logger_, *store_, coordinator_.get(), *keygen_, *lease_,
+                               *storage_pool_, node_id_, version_, *connection_table_});
 
   for (std::uint32_t i = 0; i < options_.io_threads; ++i) io_.push_back(std::make_unique<IoThread>());
   acceptor_ = std::make_unique<tcp::acceptor>(io_[0]->io);

@@ -47,7 +47,9 @@ using Throttle = std::function<boost::asio::awaitable<void>(std::uint64_t bytes)
 
 // Repairs (stream, partition) between `a` and `b` over the intervals (of `interval_ms`)
 // that start in [from_ms, to_ms). Errors: the first failed call of either replica (the
-// repair stops there; what was copied stays copied, and a later repair goes on).
+// repair stops there; what was copied stays copied, and a later repair goes on). The
+// coroutine starts when awaited and keeps references to `stream`, `limits` and `throttle`:
+// they must outlive it (no temporaries).
 boost::asio::awaitable<Result<RepairStats>> repair_partition(
     Replica& a, Replica& b, const std::string& stream, std::uint32_t partition,
     std::uint64_t from_ms, std::uint64_t to_ms, std::uint64_t interval_ms,
