@@ -18,15 +18,7 @@ class BadInputTest : public ::testing::Test {
 
   // A fresh, well-behaved client can still write and read back.
   void expect_broker_healthy() {
-    RawConnection c(broker_->client_port());
-    ASSERT_EQ(c.hello().error(), ErrorCode::kOk);
-    const std::string payload = "healthy-" + std::to_string(++probe_);
-    auto r = c.produce("health", 0, {{payload, {}}});
-    ASSERT_EQ(r.error(), ErrorCode::kOk) << r.message();
-    const Key k = keys_of(r)[0];
-    auto got = c.scan_all("health", 0, k);
-    ASSERT_EQ(got.size(), 1u);
-    EXPECT_EQ(got[0].second, payload);
+    expect_serves(broker_->client_port(), "healthy-" + std::to_string(++probe_));
   }
 
   static std::string length_prefix(std::uint32_t n) {

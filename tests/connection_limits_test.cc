@@ -21,17 +21,7 @@ class ConnectionLimitsTest : public ::testing::Test {
   broker::BrokerOptions options() { return test_options(dir_.str()); }
 
   // A new client says hello, writes one event and reads it back.
-  void expect_served() {
-    RawConnection c(broker_->client_port());
-    auto h = c.hello();
-    ASSERT_EQ(h.error(), ErrorCode::kOk) << h.message();
-    const std::string payload = "served-" + std::to_string(++probe_);
-    auto r = c.produce("health", 0, {{payload, {}}});
-    ASSERT_EQ(r.error(), ErrorCode::kOk) << r.message();
-    auto got = c.scan_all("health", 0, keys_of(r)[0]);
-    ASSERT_EQ(got.size(), 1u);
-    EXPECT_EQ(got[0].second, payload);
-  }
+  void expect_served() { expect_serves(broker_->client_port(), "served-" + std::to_string(++probe_)); }
 
   TempDir dir_;
   std::unique_ptr<broker::Broker> broker_;
@@ -132,18 +122,7 @@ TEST_F(ConnectionLimitsTest, AClientThatNeverReadsItsAnswersHoldsUpOnlyItself) {
   for (int i = 0; i < 3; ++i) {
     auto c = std::make_unique<RawConnection>(broker_->client_port());
     ASSERT_EQ(c->hello().error(), ErrorCode::kOk);
-    std::string frames;
-    for (int k = 0; k < 100; ++k) {
-      capnp::MallocMessageBuilder mb;
-      auto req = mb.initRoot<wire::Request>();
-      req.setCorrelationId(1000 + k);
-      auto s = req.initScan();
-      s.setStream("big");
-      s.setPartition(0);
-      s.setMaxBytes(16u << 20);
-      protocol::append_frame(mb, frames);
-    }
-    c->send_bytes(frames);
+    c->send_bytes(pipelined_scans("big", 100, 16u << 20, 1000));
     greedy.push_back(std::move(c));
   }
   // A healthy client is served promptly all the while.

@@ -312,6 +312,38 @@ inline std::vector<Key> keys_of(Reply& r) {
   return keys;
 }
 
+// A new client on `port` says hello, writes `payload` to partition 0 of stream "health"
+// and reads it back: what a healthy broker does for anyone, whatever else goes on.
+inline void expect_serves(std::uint16_t port, const std::string& payload) {
+  RawConnection c(port);
+  auto h = c.hello();
+  ASSERT_EQ(h.error(), ErrorCode::kOk) << h.message();
+  auto r = c.produce("health", 0, {{payload, {}}});
+  ASSERT_EQ(r.error(), ErrorCode::kOk) << r.message();
+  const Key k = keys_of(r)[0];
+  auto got = c.scan_all("health", 0, k);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].second, payload);
+}
+
+// The frames of `count` scans of partition 0 of `stream` from its start, pages of up to
+// `max_bytes`, correlation ids from `first_id`: what a client pipelines before it reads.
+inline std::string pipelined_scans(const std::string& stream, int count, std::uint32_t max_bytes,
+                                   std::uint64_t first_id) {
+  std::string frames;
+  for (int k = 0; k < count; ++k) {
+    capnp::MallocMessageBuilder mb;
+    auto req = mb.initRoot<wire::Request>();
+    req.setCorrelationId(first_id + static_cast<std::uint64_t>(k));
+    auto s = req.initScan();
+    s.setStream(protocol::text(stream));
+    s.setPartition(0);
+    s.setMaxBytes(max_bytes);
+    protocol::append_frame(mb, frames);
+  }
+  return frames;
+}
+
 // Every key the broker at `client_port` holds in its own copy of `stream` (raw protocol,
 // not the code under test).
 inline std::set<Key> keys_held(std::uint16_t client_port, const std::string& stream,

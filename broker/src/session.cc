@@ -1,5 +1,6 @@
 #include "session.h"
 
+#include "membership/env.h"
 #include "net_util.h"
 
 #include "alldata/protocol/wire.h"
@@ -26,12 +27,6 @@ constexpr std::uint32_t kMaxFrameBeforeHello = 64u << 10;
 
 // Answers are appended to the last queued frame string while it is smaller than this.
 constexpr std::size_t kCoalesceBytes = 64u << 10;
-
-std::uint64_t monotonic_ms() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        std::chrono::steady_clock::now().time_since_epoch())
-                                        .count());
-}
 
 std::string describe(const asio::ip::tcp::socket& s) {
   boost::system::error_code ec;
@@ -66,7 +61,7 @@ asio::awaitable<void> Session::run() {
           if (auto s = weak.lock()) s->evict();
         });
       },
-      monotonic_ms());
+      SteadyClock().now_ms());
 
   asio::co_spawn(ex, write_loop(), [self](std::exception_ptr e) {
     if (e) self->ctx_.log.error("session {}: writer failed: {}", self->remote_, describe_exception(e));
@@ -97,7 +92,7 @@ void Session::evict() {
 }
 
 void Session::note_activity() {
-  slot_->active(monotonic_ms(), in_flight_ > 0 || unsent() > 0);
+  slot_->active(SteadyClock().now_ms(), in_flight_ > 0 || unsent() > 0);
 }
 
 asio::awaitable<void> Session::holding(std::size_t bytes, asio::awaitable<void> request) {
@@ -320,7 +315,7 @@ void Session::handle_hello(std::uint64_t correlation_id, const protocol::FrameBu
     close_after_flush_ = true;
     return;
   }
-  if (auto admitted = ctx_.connection_table.promote(slot_, peer, monotonic_ms()); !admitted) {
+  if (auto admitted = ctx_.connection_table.promote(slot_, peer, SteadyClock().now_ms()); !admitted) {
     ctx_.log.warn("session {}: refusing hello: {}", remote_, admitted.error().message);
     send_error(correlation_id, admitted.error());
     close_after_flush_ = true;

@@ -49,14 +49,7 @@ class HostileClientsTest : public ::testing::Test {
   // A new client says hello, writes one event and reads it back, within `limit`.
   void expect_served(std::chrono::milliseconds limit) {
     const auto t0 = std::chrono::steady_clock::now();
-    RawConnection c(port());
-    auto h = c.hello();
-    ASSERT_EQ(h.error(), ErrorCode::kOk) << h.message();
-    const std::string payload = "served-" + std::to_string(++probe_);
-    auto r = c.produce("health", 0, {{payload, {}}});
-    ASSERT_EQ(r.error(), ErrorCode::kOk) << r.message();
-    auto got = c.scan_all("health", 0, keys_of(r)[0]);
-    ASSERT_EQ(got.size(), 1u);
+    expect_serves(port(), "served-" + std::to_string(++probe_));
     EXPECT_LT(std::chrono::steady_clock::now() - t0, limit);
   }
 
@@ -88,18 +81,7 @@ TEST_F(HostileClientsTest, ClientsThatNeverReadTheirScansCostAtMostTheirBound) {
   for (int i = 0; i < kClients; ++i) {
     auto c = std::make_unique<RawConnection>(port());
     ASSERT_EQ(c->hello().error(), ErrorCode::kOk);
-    std::string frames;
-    for (int k = 0; k < 128; ++k) {
-      capnp::MallocMessageBuilder mb;
-      auto req = mb.initRoot<wire::Request>();
-      req.setCorrelationId(100 + k);
-      auto s = req.initScan();
-      s.setStream("big");
-      s.setPartition(0);
-      s.setMaxBytes(64u << 20);
-      protocol::append_frame(mb, frames);
-    }
-    c->send_bytes(frames);
+    c->send_bytes(pipelined_scans("big", 128, 64u << 20, 100));
     greedy.push_back(std::move(c));
   }
   for (int i = 0; i < 3; ++i) expect_served(5s);

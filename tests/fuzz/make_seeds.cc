@@ -47,10 +47,10 @@ void session_seeds(const std::filesystem::path& dir) {
     p.setPartition(1);
     p.setCommitLevel(wire::CommitLevel::ONE);
     auto events = p.initEvents(2);
-    events[0].setPayload(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>("hello"), 5));
+    events[0].setPayload(protocol::data(std::string_view("hello")));
     auto h = events[1].initHeaders(1);
     h[0].setName("h");
-    h[0].setValue(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>("v"), 1));
+    h[0].setValue(protocol::data(std::string_view("v")));
   }, 2);
   auto scan = frame([](auto r) {
     auto s = r.initScan();
@@ -65,7 +65,7 @@ void session_seeds(const std::filesystem::path& dir) {
     p.setPartition(2);
     auto events = p.initEvents(1);
     events[0].setKey(protocol::data(kKey.view()));
-    events[0].setPayload(capnp::Data::Reader(reinterpret_cast<const capnp::byte*>("copy"), 4));
+    events[0].setPayload(protocol::data(std::string_view("copy")));
   }, 5);
   auto hints = frame([](auto r) {
     auto p = r.initDeliverHints();
