@@ -6,15 +6,20 @@ namespace alldata::client {
 
 using namespace scanner_detail;
 
+bool Scanner::Impl::read_by_sibling(std::size_t ri, int node) const {
+  for (std::size_t other : groups_[readers_[ri].group].readers) {
+    if (other != ri && readers_[other].node == node) return true;
+  }
+  return false;
+}
+
 Status Scanner::Impl::choose(std::size_t ri) {
   Reader& r = readers_[ri];
   const Group& g = groups_[r.group];
   const auto now = Clock::now();
   for (int c : g.candidates) {
     if (r.tried.count(c) != 0) continue;
-    bool sibling = false;
-    for (std::size_t other : g.readers) sibling |= other != ri && readers_[other].node == c;
-    if (sibling) continue;
+    if (read_by_sibling(ri, c)) continue;
     if (nodes_[c].retry_at > now) {
       r.tried.insert(c);
       if (nodes_[c].last_error) r.errors.insert_or_assign(c, *nodes_[c].last_error);
@@ -124,9 +129,7 @@ bool Scanner::Impl::has_free_replica(std::size_t ri, Clock::time_point now) cons
   const Group& g = groups_[r.group];
   for (int c : g.candidates) {
     if (c == r.node || r.tried.count(c) != 0 || nodes_[c].retry_at > now) continue;
-    bool sibling = false;
-    for (std::size_t other : g.readers) sibling |= other != ri && readers_[other].node == c;
-    if (!sibling) return true;
+    if (!read_by_sibling(ri, c)) return true;
   }
   return false;
 }

@@ -117,6 +117,9 @@ class Scanner::Impl {
   // "<node id> at <address>", for messages.
   std::string describe(int node) const;
 
+  // Another reader of `ri`'s partition reads `node` now.
+  bool read_by_sibling(std::size_t ri, int node) const;
+
   // Picks the replica `ri` reads next: the first candidate it has not tried in this round,
   // not read by another reader of the same partition, and not in a connection back-off.
   // When the round is over, either waits (sets retry_at) or, past the retry budget, fails.
